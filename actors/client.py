@@ -1,0 +1,140 @@
+"""The client actor: one per known client, holding its `ClientState` and its deadline timer.
+
+It is thin: each message goes through the pure state machine (`state.step`), then the actor
+carries out the effects through the `PresenceFeed` and re-arms its timer when the deadline moved
+earlier. A heartbeat that only moves the deadline later arms nothing: the timer already set
+fires early, changes nothing, and is re-armed at the new deadline (one timer per silence period,
+not one per heartbeat).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from . import state as machine
+from .clock import Cancelable, Clock, Scheduler
+from .feed import PresenceFeed
+from .messages import ActorDied, ClientIdle, GetState, Retire, Tick
+
+log = logging.getLogger("presence.actors")
+
+
+@dataclass
+class ClientEntry:
+    """The supervisor's handle on one client: its actor and the state it last reported.
+
+    The actor writes `state` after every message, so the web layer can read a client's status
+    without asking, and a restarted actor starts from exactly where the old one stopped.
+    """
+
+    ref: Any
+    state: machine.ClientState
+
+
+@dataclass(frozen=True)
+class ActorContext:
+    """What every client actor needs, built once by the runtime."""
+
+    feed: PresenceFeed
+    timing: machine.Timing
+    clock: Clock
+    scheduler: Scheduler
+    supervisor: Any  # the supervisor's ActorRef (tell only)
+
+
+class ClientActor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(self, entry: ClientEntry, context: ActorContext) -> None:
+        super().__init__()
+        self.entry = entry
+        self.context = context
+        self._armed_at: float | None = None
+        self._timer: Cancelable | None = None
+
+    @property
+    def state(self) -> machine.ClientState:
+        return self.entry.state
+
+    def on_start(self) -> None:
+        self._arm()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, GetState):
+            return self.state
+        if isinstance(message, Retire):
+            return self._retire()
+        try:
+            self._handle(message)
+        except Exception:
+            # A bad message must never kill the actor: log it and keep the last good state.
+            log.exception("client %s: could not handle %r", self.state.name, message)
+        return None
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        log.error("client actor %s died: %s", self.state.name, exception_value)
+        self._cancel_timer()
+        self.context.supervisor.tell(ActorDied(self.state.name, self.state))
+
+    def on_stop(self) -> None:
+        self._cancel_timer()
+
+    def _handle(self, message: Any) -> None:
+        if isinstance(message, Tick):
+            self._armed_at = None
+            self._timer = None
+        before = self.state
+        after, effects = machine.step(before, message, self.context.timing)
+        self.entry.state = after
+        self._apply(after, effects)
+        self._arm()
+        if effects and machine.is_idle(after):
+            self.context.supervisor.tell(ClientIdle(after.name))
+
+    def _apply(self, after: machine.ClientState, effects: tuple[machine.Effect, ...]) -> None:
+        feed = self.context.feed
+        record = None
+        for effect in effects:
+            if isinstance(effect, machine.StatusChanged):
+                record = record or after.to_record(self.context.timing)
+                feed.status_changed(record, effect.previous)
+            elif isinstance(effect, machine.Touched):
+                record = record or after.to_record(self.context.timing)
+                feed.touched(record)
+            elif isinstance(effect, machine.CloseSockets):
+                feed.close_sockets(effect.sids)
+            elif isinstance(effect, machine.Reconnected):
+                feed.reconnected(after.name, self.context.clock.now())
+
+    def _arm(self) -> None:
+        due = machine.deadline(self.state, self.context.timing)
+        if due is None:
+            self._cancel_timer()
+            return
+        if self._armed_at is not None and self._armed_at <= due:
+            return  # the armed timer fires first; it re-arms then
+        self._cancel_timer()
+        delay = due - self.context.clock.now()
+        ref = self.actor_ref
+        clock = self.context.clock
+        self._armed_at = due
+        self._timer = self.context.scheduler.call_later(
+            delay, lambda: ref.tell(Tick(clock.now())) if ref.is_alive() else None
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._armed_at = None
+
+    def _retire(self) -> bool:
+        if not machine.is_idle(self.state):
+            return False
+        self._cancel_timer()
+        self.stop()
+        return True

@@ -1,0 +1,120 @@
+"""Time, injected: a clock (`now()`) and a scheduler (`call_later(delay, callback)`).
+
+Production uses `SystemClock` and `RealScheduler` (gevent timers once gevent is patched in,
+plain threading timers otherwise). Tests use `ManualClock`, whose `advance()` runs every callback
+that falls due, in time order, so "it is now t+121 s" needs no waiting.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Cancelable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class Scheduler(Protocol):
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancelable: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class _GeventTimer:
+    __slots__ = ("_greenlet",)
+
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        import gevent
+
+        self._greenlet = gevent.spawn_later(max(delay, 0.0), callback)
+
+    def cancel(self) -> None:
+        self._greenlet.kill(block=False)
+
+
+class _ThreadTimer:
+    __slots__ = ("_timer",)
+
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timer = threading.Timer(max(delay, 0.0), callback)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+class RealScheduler:
+    """Wall-clock timers: a gevent timer when the process is gevent-patched, else a thread."""
+
+    def __init__(self) -> None:
+        try:
+            from gevent import monkey
+
+            self._gevent = monkey.is_module_patched("threading")
+        except ImportError:  # pragma: no cover - gevent is a hard dependency
+            self._gevent = False
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancelable:
+        if self._gevent:
+            return _GeventTimer(delay, callback)
+        return _ThreadTimer(delay, callback)
+
+
+class _ManualTimer:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """A clock and scheduler in one that only moves when told to (for tests and simulations)."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self._now = start
+        self._queue: list[tuple[float, int, _ManualTimer, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancelable:
+        timer = _ManualTimer()
+        with self._lock:
+            entry = (self._now + max(delay, 0.0), next(self._order), timer, callback)
+            heapq.heappush(self._queue, entry)
+        return timer
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(1 for entry in self._queue if not entry[2].cancelled)
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, running each due callback at its own due time."""
+        target = self._now + seconds
+        while True:
+            with self._lock:
+                if not self._queue or self._queue[0][0] > target:
+                    break
+                due, _, timer, callback = heapq.heappop(self._queue)
+            self._now = max(self._now, due)
+            if not timer.cancelled:
+                callback()
+        self._now = target

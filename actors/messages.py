@@ -1,0 +1,167 @@
+"""Messages between the web layer, the supervisor and client actors: small frozen records.
+
+Every message that can change a status carries `now` (epoch seconds), taken from the injected
+clock by whoever built it, so the state machine never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# --- to a client actor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connect:
+    """A socket registered this client (auth at connect, or its first heartbeat)."""
+
+    sid: str
+    ip: str | None
+    now: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    sid: str
+    ip: str | None
+    now: float
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    sid: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The actor's deadline timer fired at `now`; early (stale) ticks change nothing."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class CheckAnswered:
+    """The client answered a `connection_check`: it is responsive."""
+
+    sid: str
+    now: float
+
+
+@dataclass(frozen=True)
+class ReconnectionSuccess:
+    sid: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Kick:
+    now: float
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Graceful shutdown: store the client as reconnecting (`server_restart`)."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Start-up recovery: a stored online/reconnecting client gets a fresh grace."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class NodeLost:
+    """The node that held this client died (several nodes)."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Retire:
+    """Asked by the supervisor: stop if idle (offline, no socket); answers whether it did."""
+
+
+@dataclass(frozen=True)
+class GetState:
+    """Asked: answers the actor's current `ClientState`."""
+
+
+# --- to the supervisor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """Deliver `message` to the actor for `name`, spawning it (from the store) if needed."""
+
+    name: str
+    message: Any
+    guest: bool = False
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientIdle:
+    """A client actor became idle: the supervisor may retire it."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ActorDied:
+    """A client actor failed; the supervisor restarts it from `state`."""
+
+    name: str
+    state: Any
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Periodic: `connection_check`, reconciliation and the offline backstop."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class GuestCleanup:
+    now: float
+
+
+@dataclass(frozen=True)
+class LogStats:
+    now: float
+
+
+@dataclass(frozen=True)
+class Recover:
+    """Start-up: purge leftover guests, bring stored clients back as reconnecting."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class ShutdownAll:
+    """Asked: store every client as reconnecting, then stop every client actor."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class KickClient:
+    """Asked: close a client's sockets and mark it offline (`kicked`); answers found or not."""
+
+    name: str
+    now: float
+
+
+@dataclass(frozen=True)
+class DeleteGuests:
+    """Asked: delete guests (all, one id, or those last seen before `before`); answers count."""
+
+    now: float
+    guest_id: str | None = None
+    before: float | None = None

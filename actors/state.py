@@ -1,0 +1,272 @@
+"""The status state machine, as pure functions of `(state, message, now)`.
+
+Nothing here does I/O, reads a clock or keeps a timer: each function returns the new state and a
+tuple of effects for the client actor to carry out. `deadline()` tells the actor when it next
+needs a `Tick`; a `Tick` that comes early (a stale timer) changes nothing.
+
+Rules (CONTRACT §3, seed 000):
+- a connected client whose last contact is older than
+  max(heartbeat_interval × max_missed_heartbeats, heartbeat_grace_period) goes offline
+  (`heartbeat_timeout`) and its sockets are closed;
+- a client whose last socket closed is `reconnecting` for its grace (guests have their own); a
+  heartbeat within `heartbeat_grace_period` postpones the offline decision; back in time means
+  straight to online (`reconnected`) and no offline is ever shown;
+- a graceful shutdown or a restart never makes anyone offline: `reconnecting (server_restart)`
+  with a fresh grace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord
+
+from .messages import (
+    CheckAnswered,
+    Connect,
+    Disconnect,
+    Heartbeat,
+    Kick,
+    NodeLost,
+    ReconnectionSuccess,
+    Restore,
+    Shutdown,
+    Tick,
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The monitoring settings the state machine needs, in seconds."""
+
+    heartbeat_interval: float = 30.0
+    max_missed_heartbeats: int = 3
+    heartbeat_grace_period: float = 60.0
+    reconnection_grace_period: float = 120.0
+    guest_grace_period: float = 180.0
+
+    @property
+    def silence_limit(self) -> float:
+        """How long a connected client may stay silent before it is offline."""
+        return max(self.heartbeat_interval * self.max_missed_heartbeats, self.heartbeat_grace_period)
+
+    def grace(self, guest: bool) -> float:
+        return self.guest_grace_period if guest else self.reconnection_grace_period
+
+
+@dataclass(frozen=True)
+class ClientState:
+    """Everything one client actor knows; `status` is None for a never-seen client."""
+
+    name: str
+    node: str
+    guest: bool = False
+    display_name: str | None = None
+    status: str | None = None
+    reason: str = ""
+    since: float = 0.0
+    last_seen: float | None = None
+    last_contact: float | None = None
+    ip: str | None = None
+    sockets: frozenset[str] = frozenset()
+    version: int = 0
+    grace_started: float | None = None
+
+    def to_record(self, timing: Timing) -> ClientRecord:
+        grace_until = deadline(self, timing) if self.status == RECONNECTING else None
+        return ClientRecord(
+            name=self.name,
+            status=self.status or OFFLINE,
+            reason=self.reason,
+            since=self.since,
+            last_seen=self.last_seen,
+            last_contact=self.last_contact,
+            ip=self.ip,
+            guest=self.guest,
+            node=self.node,
+            connections=len(self.sockets),
+            version=self.version,
+            display_name=self.display_name,
+            grace_until=grace_until,
+        )
+
+    @classmethod
+    def from_record(cls, record: ClientRecord, node: str) -> ClientState:
+        return cls(
+            name=record.name,
+            node=node,
+            guest=record.guest,
+            display_name=record.display_name,
+            status=record.status,
+            reason=record.reason,
+            since=record.since,
+            last_seen=record.last_seen,
+            last_contact=record.last_contact,
+            ip=record.ip,
+            version=record.version,
+            grace_started=None,
+        )
+
+
+# Effects: what the actor must do after a step.
+@dataclass(frozen=True)
+class StatusChanged:
+    """Persist, log and tell watchers; `previous` is the status before (None if new)."""
+
+    previous: str | None
+
+
+@dataclass(frozen=True)
+class Touched:
+    """Persist the record (no status change): last contact, ip or connections moved."""
+
+
+@dataclass(frozen=True)
+class CloseSockets:
+    sids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Tell watchers `client_reconnected` (seed 000)."""
+
+
+Effect = StatusChanged | Touched | CloseSockets | Reconnected
+Step = tuple[ClientState, tuple[Effect, ...]]
+
+
+def deadline(state: ClientState, timing: Timing) -> float | None:
+    """When this client's status must next be decided, or None when no timer is needed."""
+    if state.status == ONLINE and state.sockets:
+        return (state.last_contact or state.since) + timing.silence_limit
+    if state.status in (ONLINE, RECONNECTING):
+        started = state.grace_started if state.grace_started is not None else state.since
+        grace_end = started + timing.grace(state.guest)
+        if state.last_contact is not None:
+            grace_end = max(grace_end, state.last_contact + timing.heartbeat_grace_period)
+        return grace_end
+    return None
+
+
+def is_idle(state: ClientState) -> bool:
+    """An offline client with no socket needs no actor."""
+    return state.status in (None, OFFLINE) and not state.sockets
+
+
+def _change(state: ClientState, status: str, reason: str, now: float, **changes: object) -> Step:
+    previous = state.status
+    new_state = replace(
+        state, status=status, reason=reason, since=now, version=state.version + 1, **changes
+    )
+    return new_state, (StatusChanged(previous),)
+
+
+def on_connect(state: ClientState, message: Connect, timing: Timing) -> Step:
+    now = message.now
+    contact = {
+        "sockets": state.sockets | {message.sid},
+        "last_contact": now,
+        "ip": message.ip or state.ip,
+    }
+    if state.status == ONLINE:
+        return replace(state, **contact), (Touched(),)
+    if state.status == RECONNECTING:
+        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None, **contact)
+        return new_state, (*effects, Reconnected())
+    return _change(state, ONLINE, "connected", now, grace_started=None, **contact)
+
+
+def on_heartbeat(state: ClientState, message: Heartbeat, timing: Timing) -> Step:
+    now = message.now
+    contact = {
+        "sockets": state.sockets | {message.sid},
+        "last_seen": now,
+        "last_contact": now,
+        "ip": message.ip or state.ip,
+    }
+    if state.status == ONLINE:
+        return replace(state, **contact), (Touched(),)
+    if state.status == RECONNECTING:
+        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None, **contact)
+        return new_state, (*effects, Reconnected())
+    return _change(state, ONLINE, "heartbeat", now, grace_started=None, **contact)
+
+
+def on_disconnect(state: ClientState, message: Disconnect, timing: Timing) -> Step:
+    if message.sid not in state.sockets:
+        return state, ()
+    sockets = state.sockets - {message.sid}
+    if sockets or state.status != ONLINE:
+        return replace(state, sockets=sockets), (Touched(),)
+    return _change(state, RECONNECTING, "disconnect", message.now, sockets=sockets,
+                   grace_started=message.now)
+
+
+def on_tick(state: ClientState, message: Tick, timing: Timing) -> Step:
+    due = deadline(state, timing)
+    if due is None or message.now < due:
+        return state, ()  # a stale or early timer: nothing is due yet
+    if state.status == ONLINE and state.sockets:
+        new_state, effects = _change(state, OFFLINE, "heartbeat_timeout", message.now,
+                                     sockets=frozenset())
+        return new_state, (*effects, CloseSockets(state.sockets))
+    return _change(state, OFFLINE, "reconnect_timeout", message.now, grace_started=None)
+
+
+def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing) -> Step:
+    return replace(state, last_contact=message.now), (Touched(),)
+
+
+def on_reconnection_success(state: ClientState, message: ReconnectionSuccess, timing: Timing) -> Step:
+    return state, (Reconnected(),)
+
+
+def on_kick(state: ClientState, message: Kick, timing: Timing) -> Step:
+    if state.status in (None, OFFLINE) and not state.sockets:
+        return state, ()
+    new_state, effects = _change(state, OFFLINE, "kicked", message.now, sockets=frozenset(),
+                                 grace_started=None)
+    return new_state, (*effects, CloseSockets(state.sockets))
+
+
+def _restart_grace(state: ClientState, reason: str, now: float) -> Step:
+    """Online or reconnecting -> reconnecting with a fresh grace; nobody is made offline."""
+    if state.status == ONLINE:
+        return _change(state, RECONNECTING, reason, now, sockets=frozenset(), grace_started=now)
+    if state.status == RECONNECTING:
+        return replace(state, sockets=frozenset(), grace_started=now), (Touched(),)
+    return replace(state, sockets=frozenset()), ()
+
+
+def on_shutdown(state: ClientState, message: Shutdown, timing: Timing) -> Step:
+    return _restart_grace(state, "server_restart", message.now)
+
+
+def on_restore(state: ClientState, message: Restore, timing: Timing) -> Step:
+    return _restart_grace(state, "server_restart", message.now)
+
+
+def on_node_lost(state: ClientState, message: NodeLost, timing: Timing) -> Step:
+    return _restart_grace(state, "node_lost", message.now)
+
+
+HANDLERS = {
+    Connect: on_connect,
+    Heartbeat: on_heartbeat,
+    Disconnect: on_disconnect,
+    Tick: on_tick,
+    CheckAnswered: on_check_answered,
+    ReconnectionSuccess: on_reconnection_success,
+    Kick: on_kick,
+    Shutdown: on_shutdown,
+    Restore: on_restore,
+    NodeLost: on_node_lost,
+}
+
+
+def step(state: ClientState, message: object, timing: Timing) -> Step:
+    """Apply one message; raise `TypeError` for a message the machine does not know."""
+    handler = HANDLERS.get(type(message))
+    if handler is None:
+        raise TypeError(f"no state transition for {type(message).__name__}")
+    return handler(state, message, timing)

@@ -1,0 +1,332 @@
+"""The supervisor actor: the registry of client actors, the sweeps, recovery and shutdown.
+
+- spawns a client actor on first contact (from the stored record when there is one), retires
+  it when it goes idle, restarts it from its last state when it dies;
+- every `connection_check_interval`: sends `connection_check` to every connected socket,
+  reconciles actors with live sockets, and runs the `offline_timeout` backstop on stored
+  records no actor holds;
+- every `guests.cleanup_interval`: deletes offline guests; every `stats_log_interval`: logs
+  the `Connection Stats` line;
+- at start-up: purges this node's leftover guests, brings stored online/reconnecting clients
+  back as reconnecting with a fresh grace; at shutdown: stores everyone as reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import pykka
+
+from store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
+
+from . import state as machine
+from .client import ActorContext, ClientActor, ClientEntry
+from .messages import (
+    ActorDied,
+    ClientIdle,
+    Connect,
+    DeleteGuests,
+    Disconnect,
+    GuestCleanup,
+    Kick,
+    KickClient,
+    LogStats,
+    Recover,
+    Restore,
+    Retire,
+    Route,
+    Shutdown,
+    ShutdownAll,
+    Sweep,
+)
+from .stats import compute_stats
+
+log = logging.getLogger("presence.supervisor")
+
+CHECK_RESPONSE_WINDOW = 30.0  # seconds a client has to answer `connection_check` (seed 000)
+
+
+class SocketPort(Protocol):
+    """What the supervisor needs of the socket layer."""
+
+    def live_sockets(self) -> Mapping[str, str]:
+        """sid -> client name of every registered socket on this node."""
+
+    def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
+        """Send `connection_check`; an answer reaches the client actor as `CheckAnswered`."""
+
+
+@dataclass(frozen=True)
+class Intervals:
+    connection_check: float = 30.0
+    guest_cleanup: float = 300.0
+    stats_log: float = 300.0
+    offline_timeout: float = 300.0
+    purge_guests_on_startup: bool = True
+
+
+class Supervisor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        directory: dict[str, ClientEntry],
+        context_factory: Callable[[Any], ActorContext],
+        intervals: Intervals,
+        sockets: SocketPort,
+        node: str,
+    ) -> None:
+        super().__init__()
+        self.directory = directory
+        self._context_factory = context_factory
+        self.context: ActorContext | None = None
+        self.intervals = intervals
+        self.sockets = sockets
+        self.node = node
+        self._timers: dict[str, Any] = {}
+        self._stopping = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        self.context = self._context_factory(self.actor_ref)
+        self._every("sweep", self.intervals.connection_check, Sweep)
+        self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
+        self._every("stats", self.intervals.stats_log, LogStats)
+
+    def on_stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+
+    def _every(self, key: str, interval: float, message_type: type) -> None:
+        if self._stopping:
+            return
+        ref, clock = self.actor_ref, self.context.clock
+        self._timers[key] = self.context.scheduler.call_later(
+            interval, lambda: ref.tell(message_type(clock.now())) if ref.is_alive() else None
+        )
+
+    # --- dispatch ---------------------------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        handler = self._handlers().get(type(message))
+        if handler is None:
+            log.warning("supervisor: unknown message %r", message)
+            return None
+        try:
+            return handler(message)
+        except Exception:
+            log.exception("supervisor: could not handle %r", message)
+            return None
+
+    def _handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {
+            Route: self._route,
+            ClientIdle: self._client_idle,
+            ActorDied: self._actor_died,
+            Sweep: self._sweep,
+            GuestCleanup: self._guest_cleanup,
+            LogStats: self._log_stats,
+            Recover: self._recover,
+            ShutdownAll: self._shutdown_all,
+            KickClient: self._kick,
+            DeleteGuests: self._delete_guests,
+        }
+
+    # --- registry ---------------------------------------------------------------------------------
+    def _spawn(self, state: machine.ClientState) -> ClientEntry:
+        entry = ClientEntry(ref=None, state=state)
+        entry.ref = ClientActor.start(entry, self.context)
+        self.directory[state.name] = entry
+        return entry
+
+    def _entry_for(self, name: str, guest: bool, display_name: str | None) -> ClientEntry:
+        entry = self.directory.get(name)
+        if entry is not None and entry.ref.is_alive():
+            return entry
+        if entry is not None:  # dead behind our back: restart from its last state
+            log.warning("client actor %s was not running; restarting it", name)
+            return self._spawn(entry.state)
+        record = self.context.feed.store.get(name)
+        if record is not None:
+            state = machine.ClientState.from_record(record, self.node)
+        else:
+            state = machine.ClientState(name=name, node=self.node, guest=guest,
+                                        display_name=display_name)
+        return self._spawn(state)
+
+    def _route(self, message: Route) -> None:
+        if self._stopping:
+            return
+        entry = self._entry_for(message.name, message.guest, message.display_name)
+        entry.ref.tell(message.message)
+
+    def _client_idle(self, message: ClientIdle) -> None:
+        entry = self.directory.get(message.name)
+        if entry is None or not machine.is_idle(entry.state):
+            return
+        # Unlist first: from now on every message for this name queues behind us, so nothing
+        # can reach the old actor after it agreed to stop.
+        del self.directory[message.name]
+        try:
+            retired = entry.ref.ask(Retire(), timeout=5)
+        except pykka.ActorDeadError:
+            retired = True
+        if not retired:
+            self.directory[message.name] = entry
+
+    def _actor_died(self, message: ActorDied) -> None:
+        entry = self.directory.get(message.name)
+        if entry is None or self._stopping:
+            return
+        log.warning("restarting client actor %s from its last state", message.name)
+        self._spawn(message.state)
+
+    # --- sweeps -----------------------------------------------------------------------------------
+    def _sweep(self, message: Sweep) -> None:
+        try:
+            self._reconcile(message.now)
+            self._send_connection_checks(message.now)
+            self._offline_backstop(message.now)
+        finally:
+            self._every("sweep", self.intervals.connection_check, Sweep)
+
+    def _reconcile(self, now: float) -> None:
+        live = self.sockets.live_sockets()
+        by_name: dict[str, set[str]] = {}
+        for sid, name in live.items():
+            by_name.setdefault(name, set()).add(sid)
+        for name, entry in list(self.directory.items()):
+            if not entry.ref.is_alive():
+                log.warning("sweep: client actor %s was dead; restarting it", name)
+                entry = self._spawn(entry.state)
+            for sid in entry.state.sockets - by_name.get(name, set()):
+                log.info("sweep: %s had socket %s that is gone", name, sid)
+                entry.ref.tell(Disconnect(sid, now))
+        for name, sids in by_name.items():
+            entry = self.directory.get(name)
+            for sid in sids - (entry.state.sockets if entry else set()):
+                log.info("sweep: live socket %s of %s had no actor; registering it", sid, name)
+                self._route(Route(name, Connect(sid, None, now)))
+
+    def _send_connection_checks(self, now: float) -> None:
+        for sid, name in self.sockets.live_sockets().items():
+            self.sockets.send_check(sid, name, {
+                "client_name": name, "timestamp": iso(now),
+                "expect_response_within": int(CHECK_RESPONSE_WINDOW * 1000)})
+
+    def _offline_backstop(self, now: float) -> None:
+        store = self.context.feed.store
+        for record in store.all():
+            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
+                continue
+            if store.shared and record.node != self.node:
+                continue  # another node's client; its node (or node-lost handling) decides
+            contact = record.last_contact or record.last_seen or record.since
+            if now - contact < self.intervals.offline_timeout:
+                continue
+            offline = replace(record, status=OFFLINE, reason="offline_timeout", since=now,
+                              connections=0, version=record.version + 1, grace_until=None)
+            self.context.feed.status_changed(offline, record.status)
+
+    def _guest_cleanup(self, message: GuestCleanup) -> None:
+        try:
+            store = self.context.feed.store
+            gone = [r.name for r in store.all() if r.guest and r.status == OFFLINE
+                    and r.name not in self.directory]
+            if gone:
+                store.delete(gone)
+            log.info("guest cleanup: deleted %d offline guests", len(gone))
+        finally:
+            self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
+
+    def _log_stats(self, message: LogStats) -> None:
+        try:
+            stats = compute_stats(self.context.feed.store.all(), message.now,
+                                  self.intervals.connection_check + CHECK_RESPONSE_WINDOW)
+            log.info(
+                "Connection Stats: total=%d online=%d reconnecting=%d offline=%d guests=%d "
+                "responsive=%d", stats["total"], stats["online"], stats["reconnecting"],
+                stats["offline"], stats["guests"], stats["responsive"])
+        finally:
+            self._every("stats", self.intervals.stats_log, LogStats)
+
+    # --- start-up and shutdown --------------------------------------------------------------------
+    def _recover(self, message: Recover) -> dict[str, int]:
+        store = self.context.feed.store
+        mine = [r for r in store.all() if not store.shared or r.node == self.node]
+        purged = 0
+        if self.intervals.purge_guests_on_startup:
+            guests = [r.name for r in mine if r.guest]
+            purged = store.delete(guests) if guests else 0
+        restored = 0
+        for record in mine:
+            if record.guest and self.intervals.purge_guests_on_startup:
+                continue
+            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
+                continue
+            state = machine.ClientState.from_record(record, self.node)
+            self._spawn(state).ref.tell(Restore(message.now))
+            restored += 1
+        log.info("start-up recovery: %d clients back as reconnecting, %d leftover guests purged",
+                 restored, purged)
+        return {"restored": restored, "purged_guests": purged}
+
+    def _shutdown_all(self, message: ShutdownAll) -> int:
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        futures = [entry.ref.ask(Shutdown(message.now), block=False)
+                   for entry in self.directory.values() if entry.ref.is_alive()]
+        for future in futures:
+            try:
+                future.get(timeout=5)
+            except Exception as error:
+                log.error("shutdown: a client actor did not answer (%s)", error)
+        stopped = 0
+        for entry in list(self.directory.values()):
+            if entry.ref.is_alive():
+                entry.ref.stop(block=False)
+                stopped += 1
+        self.context.feed.store.flush()
+        return stopped
+
+    # --- operator actions -------------------------------------------------------------------------
+    def _kick(self, message: KickClient) -> bool:
+        entry = self.directory.get(message.name)
+        if entry is not None and entry.ref.is_alive():
+            entry.ref.ask(Kick(message.now), timeout=5)
+            return True
+        record = self.context.feed.store.get(message.name)
+        if record is None:
+            return False
+        if record.status != OFFLINE:
+            offline = replace(record, status=OFFLINE, reason="kicked", since=message.now,
+                              connections=0, version=record.version + 1, grace_until=None)
+            self.context.feed.status_changed(offline, record.status)
+        return True
+
+    def _delete_guests(self, message: DeleteGuests) -> int:
+        store = self.context.feed.store
+        guests = [r for r in store.all() if r.guest]
+        if message.guest_id is not None:
+            guests = [r for r in guests if r.name == message.guest_id]
+        if message.before is not None:
+            guests = [r for r in guests
+                      if (r.last_contact or r.last_seen or r.since) < message.before]
+        for record in guests:
+            entry = self.directory.pop(record.name, None)
+            if entry is not None and entry.ref.is_alive():
+                self.context.feed.close_sockets(entry.state.sockets)
+                entry.ref.stop(block=False)
+        return store.delete([r.name for r in guests]) if guests else 0
+
+
+def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:
+    """A client's live status without asking its actor (None when no actor holds it)."""
+    entry = directory.get(name)
+    return entry.state.status if entry is not None else None
+
+
+__all__ = ["Intervals", "Supervisor", "status_of", "ONLINE", "RECONNECTING", "ClientRecord"]

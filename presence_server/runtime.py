@@ -1,0 +1,157 @@
+"""The runtime: builds the store, the feed, the supervisor and the web app from a `Config`,
+starts them, and runs the graceful shutdown (CONTRACT §5). Both entry points (`presence-server`
+and the Procfile's gunicorn worker) drive one `Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors.client import ActorContext, ClientEntry
+from actors.clock import Clock, RealScheduler, Scheduler, SystemClock
+from actors.feed import PresenceFeed
+from actors.messages import Recover, ShutdownAll
+from actors.state import Timing
+from actors.supervisor import Intervals, Supervisor
+from store import open_store
+from store.records import iso
+from web.identity import Identities
+
+from .config import Config
+
+log = logging.getLogger("presence.runtime")
+
+
+def _store_runner() -> Callable[[Callable[[], Any]], Any] | None:
+    """Under gevent: one real thread for every store call, so the hub never waits on disk."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("threading"):
+        return None
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+    return pool.apply
+
+
+def timing_from(config: Config) -> Timing:
+    monitoring = config.monitoring
+    return Timing(
+        heartbeat_interval=monitoring["heartbeat_interval"],
+        max_missed_heartbeats=monitoring["max_missed_heartbeats"],
+        heartbeat_grace_period=monitoring["heartbeat_grace_period"],
+        reconnection_grace_period=monitoring["reconnection_grace_period"],
+        guest_grace_period=config.guests["connection_timeout"],
+    )
+
+
+def intervals_from(config: Config) -> Intervals:
+    return Intervals(
+        connection_check=config.monitoring["connection_check_interval"],
+        guest_cleanup=config.guests["cleanup_interval"],
+        stats_log=config.monitoring["stats_log_interval"],
+        offline_timeout=config.monitoring["offline_timeout"],
+        purge_guests_on_startup=config.guests["purge_on_startup"],
+    )
+
+
+class Runtime:
+    """One node of the presence server, wired and ready to serve."""
+
+    def __init__(self, config: Config, clock: Clock | None = None,
+                 scheduler: Scheduler | None = None) -> None:
+        from web.app import create_app
+
+        self.config = config
+        self.node = config.node_id
+        self.clock = clock or SystemClock()
+        self.scheduler = scheduler or RealScheduler()
+        self.started = time.monotonic()
+        self.shutting_down = False
+        self.stopped = False
+        self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
+        self.identities = Identities(config.security["secret"])
+        self.store = open_store(config.store["url"], runner=_store_runner())
+        self.directory: dict[str, ClientEntry] = {}
+        self.app, self.socketio, self.events = create_app(self)
+        self.server = self.socketio.server
+        self.feed = PresenceFeed(self.store, emit=self.server.emit, disconnect=self._disconnect)
+        self.timing = timing_from(config)
+        self.supervisor = Supervisor.start(
+            self.directory, self._actor_context, intervals_from(config), self.events, self.node)
+
+    def _actor_context(self, supervisor_ref: Any) -> ActorContext:
+        return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
+                            scheduler=self.scheduler, supervisor=supervisor_ref)
+
+    def _disconnect(self, sid: str) -> None:
+        self.server.disconnect(sid)
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    def start(self) -> None:
+        """Start flushing the store and run start-up recovery."""
+        self.store.start(self.scheduler)
+        self.supervisor.ask(Recover(self.clock.now()), timeout=60)
+        log.info("node %s ready (store: %s)", self.node, self.store.kind)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown (CONTRACT §5); safe to call more than once."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        shutdown = self.config.shutdown
+        log.info("graceful shutdown: telling %d sockets to reconnect in %gs",
+                 len(self.events.sessions), shutdown["reconnect_after"])
+        try:
+            self.stop_accepting()
+        except Exception:
+            log.exception("could not stop accepting connections")
+        notice = {
+            "message": "The server is shutting down. Please reconnect shortly.",
+            "timestamp": iso(self.clock.now()),
+            "reconnectAfter": int(shutdown["reconnect_after"] * 1000),
+        }
+        for sid in list(self.events.sessions):
+            self.server.emit("server_shutdown", notice, to=sid)
+        self._sleep(shutdown["notice_delay"])
+        try:
+            stopped = self.supervisor.ask(ShutdownAll(self.clock.now()),
+                                          timeout=max(1.0, shutdown["timeout"] / 2))
+            log.info("graceful shutdown: %s client actors stored as reconnecting", stopped)
+        except Exception:
+            log.exception("graceful shutdown: the supervisor did not finish in time")
+        for sid in list(self.events.sessions):
+            try:
+                self.server.disconnect(sid)
+            except Exception:
+                log.debug("socket %s was already closed", sid)
+        self.close()
+
+    def close(self) -> None:
+        """Stop every actor and close the store (the last step of any shutdown)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            self.supervisor.stop(timeout=5)
+        except Exception:
+            log.debug("supervisor already stopped")
+        pykka.ActorRegistry.stop_all(block=False)
+        try:
+            self.store.close()
+        except Exception:
+            log.exception("could not close the store cleanly")
+        log.info("shutdown complete")
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        from gevent import sleep
+
+        sleep(seconds)

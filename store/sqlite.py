@@ -1,0 +1,130 @@
+"""The embedded store: SQLite (stdlib), one file, WAL journal.
+
+Every SQLite call runs through `runner` — under gevent a one-thread pool of real threads, so the
+event loop never waits on the disk; elsewhere inline under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from .base import Runner, Store
+from .records import ClientRecord, Transition
+
+HISTORY_PER_CLIENT = 200
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS clients (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    guest INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    previous TEXT,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    node TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_by_name ON transitions (name, id);
+"""
+
+
+def path_from_url(url: str) -> str:
+    """`sqlite:///presence.db` -> `presence.db`; `sqlite:////tmp/p.db` -> `/tmp/p.db`."""
+    path = url[len("sqlite:///"):]
+    if not path:
+        raise ValueError(f"no file path in {url!r}")
+    return path
+
+
+class SqliteStore(Store):
+    kind = "sqlite"
+    shared = False
+
+    def __init__(self, url: str, runner: Runner | None = None) -> None:
+        super().__init__()
+        self.path = path_from_url(url)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock() if runner is None else None
+        self._runner = runner
+        self._connection = self._run(self._connect)
+
+    def _run(self, function):
+        if self._runner is not None:
+            return self._runner(function)
+        with self._lock:
+            return function()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.executescript(SCHEMA)
+        return connection
+
+    def _write(self, records: list[ClientRecord], transitions: list[Transition],
+               deletes: set[str]) -> None:
+        def write() -> None:
+            db = self._connection
+            db.execute("BEGIN")
+            try:
+                if deletes:
+                    names = [(name,) for name in deletes]
+                    db.executemany("DELETE FROM clients WHERE name = ?", names)
+                    db.executemany("DELETE FROM transitions WHERE name = ?", names)
+                db.executemany(
+                    "INSERT INTO clients (name, status, guest, node, data) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET status=excluded.status,"
+                    " guest=excluded.guest, node=excluded.node, data=excluded.data",
+                    [(r.name, r.status, int(r.guest), r.node, json.dumps(r.to_dict()))
+                     for r in records],
+                )
+                db.executemany(
+                    "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)
+                     for t in transitions],
+                )
+                for name in {t.name for t in transitions}:
+                    db.execute(
+                        "DELETE FROM transitions WHERE name = ? AND id <= (SELECT id FROM"
+                        " transitions WHERE name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (name, name, HISTORY_PER_CLIENT),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        self._run(write)
+
+    def _read_one(self, name: str) -> ClientRecord | None:
+        row = self._run(lambda: self._connection.execute(
+            "SELECT data FROM clients WHERE name = ?", (name,)).fetchone())
+        return ClientRecord.from_dict(json.loads(row[0])) if row else None
+
+    def _read_all(self) -> list[ClientRecord]:
+        rows = self._run(lambda: self._connection.execute("SELECT data FROM clients").fetchall())
+        return [ClientRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    def _read_transitions(self, name: str, limit: int) -> list[Transition]:
+        rows = self._run(lambda: self._connection.execute(
+            "SELECT name, status, previous, reason, at, version, node FROM transitions"
+            " WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)).fetchall())
+        return [Transition(*row) for row in reversed(rows)]
+
+    def _ping(self) -> None:
+        self._run(lambda: self._connection.execute("SELECT 1").fetchone())
+
+    def _close(self) -> None:
+        self._run(self._connection.close)

@@ -1,0 +1,46 @@
+"""The app factory: a Flask app with Flask-SocketIO, the HTTP API and the status page."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from .api import api
+from .page import page
+from .sockets import ReplyServer, SocketEvents
+
+if TYPE_CHECKING:
+    from presence_server.runtime import Runtime
+
+
+def _async_mode() -> str:
+    from gevent import monkey
+
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
+def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
+    """Build the Flask app for `runtime`; the Socket.IO handlers talk to its actors."""
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.extensions["presence"] = runtime
+    sockets = runtime.config.socket
+    socketio = SocketIO(
+        app,
+        async_mode=_async_mode(),
+        ping_interval=sockets["ping_interval"],
+        ping_timeout=sockets["ping_timeout"],
+        max_http_buffer_size=sockets["max_http_buffer_size"],
+        cors_allowed_origins=sockets["cors_allowed_origins"],
+        logger=False,
+        engineio_logger=False,
+    )
+    # Replies go out as the ack when the client asked for one, else as the named event.
+    socketio.server.__class__ = ReplyServer
+    events = SocketEvents(runtime, socketio.server)
+    events.register()
+    app.register_blueprint(api)
+    app.register_blueprint(page)
+    return app, socketio, events

@@ -1,0 +1,330 @@
+"""Socket.IO event handlers: validate, build a message, hand it to an actor.
+
+Handlers are registered straight on the python-socketio server (no Flask request context per
+event: the heartbeat path is hot). A handler answers with a `Reply`; `ReplyServer` sends it as the
+ack when the client asked for one, else as the named event (what the seed clients listen for).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import socketio
+
+from actors.messages import (
+    CheckAnswered,
+    Connect,
+    Disconnect,
+    Heartbeat,
+    ReconnectionSuccess,
+    Route,
+)
+from actors.feed import WATCHERS_ROOM
+from store.records import iso
+
+from . import validation
+from .validation import Invalid
+
+if TYPE_CHECKING:
+    from presence_server.runtime import Runtime
+
+log = logging.getLogger("presence.sockets")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer to one request: the ack if asked for, else event `event` to the socket."""
+
+    event: str
+    payload: dict[str, Any]
+
+
+class ReplyServer(socketio.Server):
+    """python-socketio's server, sending a handler's `Reply` as the ack or as an event."""
+
+    def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
+        result = server._trigger_event(data[0], namespace, sid, *data[1:])
+        if isinstance(result, Reply):
+            if id is None:
+                server.emit(result.event, result.payload, to=sid, namespace=namespace)
+                return
+            result = result.payload
+        if result is self.not_handled or id is None:
+            return
+        args = [] if result is None else list(result) if isinstance(result, tuple) else [result]
+        server._send_packet(eio_sid, self.packet_class(
+            socketio.packet.ACK, namespace=namespace, id=id, data=args))
+
+
+@dataclass
+class SocketSession:
+    """What the web layer knows of one socket: its identity, address and event budget."""
+
+    ip: str | None
+    name: str | None = None
+    guest: bool = False
+    display_name: str | None = None
+    tokens: float = 0.0
+    refilled_at: float = field(default_factory=time.monotonic)
+
+
+class RateLimited(Exception):
+    pass
+
+
+class SocketEvents:
+    """The handlers for every event of CONTRACT §4, bound to one runtime."""
+
+    def __init__(self, runtime: Runtime, server: socketio.Server) -> None:
+        self.runtime = runtime
+        self.server = server
+        self.sessions: dict[str, SocketSession] = {}
+        self.rate = float(runtime.config.security["max_events_per_second"])
+        monitoring = runtime.config.monitoring
+        self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
+
+    # --- wiring -----------------------------------------------------------------------------------
+    def register(self) -> None:
+        on = self.server.on
+        on("connect", self.on_connect)
+        on("disconnect", self.on_disconnect)
+        for event, handler in self._event_handlers().items():
+            on(event, self._guarded(event, handler))
+        on("*", self.on_unknown_event)
+
+    def _event_handlers(self) -> dict[str, Callable[[str, Any], Reply | None]]:
+        return {
+            "heartbeat": self.on_heartbeat,
+            "client_status_request": self.on_status_request,
+            "reconnection_success": self.on_reconnection_success,
+            "connection_check_response": self.on_check_response,
+            "watch": self.on_watch,
+            "unwatch": self.on_unwatch,
+        }
+
+    def live_sockets(self) -> dict[str, str]:
+        """sid -> client name, for every registered socket (read by the supervisor's sweep)."""
+        return {sid: s.name for sid, s in list(self.sessions.items()) if s.name is not None}
+
+    def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
+        """Send `connection_check`; an ack counts as an answer, like the response event."""
+        def answered(*_: Any) -> None:
+            self._deliver(name, CheckAnswered(sid, self.runtime.clock.now()))
+
+        self.server.emit("connection_check", payload, to=sid, callback=answered)
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.runtime.clock.now()
+
+    def _deliver(self, name: str, message: Any, guest: bool = False,
+                 display_name: str | None = None) -> None:
+        """Tell the client's actor directly when it runs, else through the supervisor."""
+        entry = self.runtime.directory.get(name)
+        if entry is not None and entry.ref.is_alive():
+            entry.ref.tell(message)
+        else:
+            self.runtime.supervisor.tell(Route(name, message, guest, display_name))
+
+    def _error(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+        payload = {"code": code, "message": message, "event": event}
+        self.server.emit("error", payload, to=sid)
+        log.info("rejected %s from %s: %s (%s)", event, sid, message, code)
+        return payload
+
+    def _spend(self, sid: str, session: SocketSession) -> None:
+        now = time.monotonic()
+        session.tokens = min(self.rate, session.tokens + (now - session.refilled_at) * self.rate)
+        session.refilled_at = now
+        if session.tokens < 1.0:
+            raise RateLimited()
+        session.tokens -= 1.0
+
+    def _guarded(self, event: str, handler: Callable[[str, Any], Reply | None]):
+        error_reply = self._error_reply_for(event)
+
+        def guarded(sid: str, *args: Any) -> Reply | None:
+            session = self.sessions.get(sid)
+            if session is None:
+                return None  # the socket is already gone
+            data = args[0] if args else None
+            try:
+                self._spend(sid, session)
+                return handler(sid, data)
+            except RateLimited:
+                payload = self._error(sid, event, "rate_limited",
+                                      f"more than {self.rate:g} events per second; dropped")
+                return Reply("error", {**payload, "status": "error", "shouldReconnect": False})
+            except Invalid as problem:
+                self._error(sid, event, problem.code, str(problem))
+                return error_reply(str(problem), problem.code)
+            except Exception:
+                log.exception("%s from %s failed", event, sid)
+                self._error(sid, event, "internal_error", f"the server could not handle {event}")
+                return error_reply(f"the server could not handle {event}", "internal_error")
+
+        return guarded
+
+    def _error_reply_for(self, event: str) -> Callable[[str, str], Reply]:
+        def reply(message: str, code: str) -> Reply:
+            if event == "heartbeat":
+                return Reply("heartbeat_response", {
+                    "status": "error", "timestamp": iso(self._now()), "message": message,
+                    "code": code, "shouldReconnect": True})
+            if event == "client_status_request":
+                return Reply("server_status_response", {
+                    "serverStatus": "error", "timestamp": iso(self._now()), "message": message,
+                    "code": code})
+            return Reply("error", {"status": "error", "code": code, "message": message,
+                                   "event": event})
+
+        return reply
+
+    def _bind(self, sid: str, session: SocketSession, name: str, token: str | None,
+              event: str) -> None:
+        """Give an unnamed socket its identity (refused when it already has another one)."""
+        if session.name is not None:
+            if session.name != name:
+                raise Invalid("identity_mismatch",
+                              f"this socket acts for {session.name!r}, not {name!r}")
+            return
+        self.runtime.identities.verify(name, token)
+        session.name = name
+        log.info("socket %s registered as %s (%s)", sid, name, event)
+        self._deliver(name, Connect(sid, session.ip, self._now()))
+
+    def _own_name(self, sid: str, data: Any, event: str, key: str = "clientName") -> str:
+        session = self.sessions[sid]
+        payload = validation.mapping(data, event)
+        name = validation.name(payload.get(key), key) if payload.get(key) is not None else None
+        if name is None:
+            if session.name is None:
+                raise Invalid("invalid_payload", f"{event} needs {key} (a non-empty string)")
+            return session.name
+        if session.name is None:
+            raise Invalid("not_registered", f"{event}: this socket has not registered a name yet")
+        if name != session.name:
+            raise Invalid("identity_mismatch",
+                          f"this socket acts for {session.name!r}, not {name!r}")
+        return name
+
+    # --- connect / disconnect ---------------------------------------------------------------------
+    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self.runtime.shutting_down:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "the server is shutting down; reconnect in a few seconds")
+        try:
+            credentials = validation.connect_auth(auth)
+        except Invalid as problem:
+            raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
+        session = SocketSession(ip=validation.client_ip(environ),
+                                tokens=float(self.rate))
+        if credentials.guest:
+            guest_id = self._guest_id(credentials.guest_id)
+            session.name, session.guest = guest_id, True
+            session.display_name = credentials.display_name
+            self.sessions[sid] = session
+            self._deliver(guest_id, Connect(sid, session.ip, self._now()), True,
+                          credentials.display_name)
+            self.server.start_background_task(
+                self.server.emit, "guest_registered",
+                {"guestId": guest_id, "name": credentials.display_name}, to=sid)
+            log.info("socket %s registered as guest %s (%s)", sid, guest_id,
+                     credentials.display_name)
+            return True
+        if credentials.name is not None:
+            try:
+                self.runtime.identities.verify(credentials.name, credentials.token)
+            except Invalid as problem:
+                raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
+            session.name = credentials.name
+            self.sessions[sid] = session
+            self._deliver(credentials.name, Connect(sid, session.ip, self._now()))
+            log.info("socket %s registered as %s (connect)", sid, credentials.name)
+            return True
+        self.sessions[sid] = session
+        return True
+
+    def _guest_id(self, requested: str | None) -> str:
+        """Resume a known guest id when the guest asks for it, else make a new one."""
+        if requested is not None:
+            entry = self.runtime.directory.get(requested)
+            record = entry.state if entry is not None else self.runtime.store.get(requested)
+            if record is not None and record.guest:
+                return requested
+        return f"guest-{uuid.uuid4().hex[:16]}"
+
+    def on_disconnect(self, sid: str, *_: Any) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None or session.name is None or self.runtime.shutting_down:
+            return
+        self._deliver(session.name, Disconnect(sid, self._now()))
+
+    # --- events -----------------------------------------------------------------------------------
+    def on_heartbeat(self, sid: str, data: Any) -> Reply:
+        session = self.sessions[sid]
+        payload = validation.mapping(data, "heartbeat")
+        raw_name = payload.get("clientName")
+        if raw_name is None and session.name is not None:
+            name = session.name
+        else:
+            name = validation.name(raw_name, "clientName")
+        ip = validation.optional_ip(payload.get("ip_address")) or session.ip
+        validation.optional_timestamp(payload.get("timestamp"))
+        self._bind(sid, session, name, validation.optional_token(payload.get("token")),
+                   "heartbeat")
+        self._deliver(name, Heartbeat(sid, ip, self._now()))
+        return Reply("heartbeat_response", {
+            "status": "ok",
+            "timestamp": iso(self._now()),
+            "message": "heartbeat received",
+            "nextHeartbeatIn": self.next_heartbeat_ms,
+        })
+
+    def on_status_request(self, sid: str, data: Any) -> Reply:
+        payload = validation.mapping(data, "client_status_request")
+        name = validation.name(payload.get("clientName"), "clientName")
+        entry = self.runtime.directory.get(name)
+        if entry is not None:
+            status = entry.state.status
+        else:
+            record = self.runtime.store.get(name)
+            status = record.status if record is not None else None
+        return Reply("server_status_response", {
+            "serverStatus": "online",
+            "clientStatus": status,
+            "timestamp": iso(self._now()),
+            "serverUptime": round(self.runtime.uptime(), 3),
+            "message": "the server is running" if status else f"no client named {name!r}",
+        })
+
+    def on_reconnection_success(self, sid: str, data: Any) -> None:
+        name = self._own_name(sid, data, "reconnection_success")
+        log.info("client reports a successful reconnection: %s", name)
+        self._deliver(name, ReconnectionSuccess(sid, self._now()))
+        return None
+
+    def on_check_response(self, sid: str, data: Any) -> None:
+        name = self._own_name(sid, data, "connection_check_response", key="client_name")
+        self._deliver(name, CheckAnswered(sid, self._now()))
+        return None
+
+    def on_watch(self, sid: str, data: Any) -> Reply:
+        validation.optional_mapping(data, "watch")
+        self.server.enter_room(sid, WATCHERS_ROOM)
+        clients = [record.public() for record in self.runtime.store.all()]
+        return Reply("watch_snapshot", {"clients": clients})
+
+    def on_unwatch(self, sid: str, data: Any) -> Reply:
+        validation.optional_mapping(data, "unwatch")
+        self.server.leave_room(sid, WATCHERS_ROOM)
+        return Reply("unwatch_response", {"status": "ok"})
+
+    def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
+        if sid in self.sessions:
+            self._error(sid, event, "unknown_event", f"unknown event {event!r}")
