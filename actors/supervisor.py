@@ -237,7 +237,7 @@ class Supervisor(pykka.ThreadingActor):
                     and r.name not in self.directory]
             if gone:
                 store.delete(gone)
-            log.info("guest cleanup: deleted %d offline guests", len(gone))
+                log.info("guest cleanup: deleted %d offline guests", len(gone))
         finally:
             self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
 
