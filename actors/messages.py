@@ -165,3 +165,8 @@ class DeleteGuests:
     now: float
     guest_id: str | None = None
     before: float | None = None
+
+
+@dataclass(frozen=True)
+class Census:
+    """Asked: answers `{actors, alive, mailbox}` (the client actors the supervisor holds)."""

@@ -48,7 +48,8 @@ class Timing:
     @property
     def silence_limit(self) -> float:
         """How long a connected client may stay silent before it is offline."""
-        return max(self.heartbeat_interval * self.max_missed_heartbeats, self.heartbeat_grace_period)
+        missed = self.heartbeat_interval * self.max_missed_heartbeats
+        return max(missed, self.heartbeat_grace_period)
 
     def grace(self, guest: bool) -> float:
         return self.guest_grace_period if guest else self.reconnection_grace_period
@@ -171,7 +172,8 @@ def on_connect(state: ClientState, message: Connect, timing: Timing) -> Step:
     if state.status == ONLINE:
         return replace(state, **contact), (Touched(),)
     if state.status == RECONNECTING:
-        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None, **contact)
+        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
+                                     **contact)
         return new_state, (*effects, Reconnected())
     return _change(state, ONLINE, "connected", now, grace_started=None, **contact)
 
@@ -187,7 +189,8 @@ def on_heartbeat(state: ClientState, message: Heartbeat, timing: Timing) -> Step
     if state.status == ONLINE:
         return replace(state, **contact), (Touched(),)
     if state.status == RECONNECTING:
-        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None, **contact)
+        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
+                                     **contact)
         return new_state, (*effects, Reconnected())
     return _change(state, ONLINE, "heartbeat", now, grace_started=None, **contact)
 
@@ -217,7 +220,8 @@ def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing
     return replace(state, last_contact=message.now), (Touched(),)
 
 
-def on_reconnection_success(state: ClientState, message: ReconnectionSuccess, timing: Timing) -> Step:
+def on_reconnection_success(state: ClientState, message: ReconnectionSuccess,
+                            timing: Timing) -> Step:
     return state, (Reconnected(),)
 
 

@@ -26,6 +26,7 @@ from . import state as machine
 from .client import ActorContext, ClientActor, ClientEntry
 from .messages import (
     ActorDied,
+    Census,
     ClientIdle,
     Connect,
     DeleteGuests,
@@ -132,6 +133,7 @@ class Supervisor(pykka.ThreadingActor):
             ShutdownAll: self._shutdown_all,
             KickClient: self._kick,
             DeleteGuests: self._delete_guests,
+            Census: self._census,
         }
 
     # --- registry ---------------------------------------------------------------------------------
@@ -291,6 +293,14 @@ class Supervisor(pykka.ThreadingActor):
                 stopped += 1
         self.context.feed.store.flush()
         return stopped
+
+    def _census(self, message: Census) -> dict[str, int]:
+        alive = mailbox = 0
+        for entry in list(self.directory.values()):
+            if entry.ref.is_alive():
+                alive += 1
+                mailbox += entry.ref.actor_inbox.qsize()
+        return {"actors": len(self.directory), "alive": alive, "mailbox": mailbox}
 
     # --- operator actions -------------------------------------------------------------------------
     def _kick(self, message: KickClient) -> bool:

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     host = args.host or config.server["host"]
 
-    from geventwebsocket.handler import WebSocketHandler
     from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
 
     from .runtime import Runtime
 

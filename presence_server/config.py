@@ -35,7 +35,8 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"expected a duration like 30s, 250ms, 5m or a number of seconds, got {value!r}")
+        raise ValueError(
+            f"expected a duration like 30s, 250ms, 5m or a number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds
@@ -183,7 +184,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, yaml.YAMLError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
         raise ConfigError(f"{path}: cannot read it as YAML ({first_line})") from None
     if data is None:
         return {}
@@ -195,7 +197,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _merge(target: dict[str, dict[str, Any]], overlay: dict[str, Any], origin: str) -> None:
     for section, values in overlay.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{section}: unknown section in {origin} (known: {', '.join(SCHEMA)})")
+            known = ", ".join(SCHEMA)
+            raise ConfigError(f"{section}: unknown section in {origin} (known: {known})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a mapping of keys in {origin}")
         for key, value in values.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 ONLINE = "online"
@@ -16,7 +16,7 @@ def iso(timestamp: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with milliseconds (`2026-11-22T04:39:16.123Z`)."""
     if timestamp is None:
         return None
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

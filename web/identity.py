@@ -35,7 +35,8 @@ class Identities:
         try:
             signed_name = self._serializer.loads(token)
         except BadSignature:
-            raise Invalid("invalid_token", f"the identity token for {name!r} is not valid") from None
+            raise Invalid("invalid_token",
+                          f"the identity token for {name!r} is not valid") from None
         if signed_name != name:
             raise Invalid("invalid_token", f"the identity token was issued for another name, "
                                            f"not {name!r}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from actors.feed import WATCHERS_ROOM
 from actors.messages import (
     CheckAnswered,
     Connect,
@@ -24,7 +25,6 @@ from actors.messages import (
     ReconnectionSuccess,
     Route,
 )
-from actors.feed import WATCHERS_ROOM
 from store.records import iso
 
 from . import validation

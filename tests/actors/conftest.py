@@ -1,0 +1,122 @@
+"""Real Pykka actors with a manual clock, a real SQLite store and recording socket callables."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.client import ActorContext, ClientEntry
+from actors.clock import ManualClock
+from actors.feed import PresenceFeed
+from actors.messages import Census, Connect, Disconnect, GetState, Heartbeat, Route
+from actors.state import Timing
+from actors.supervisor import Intervals, Supervisor
+from store import open_store
+
+TIMING = Timing(heartbeat_interval=10, max_missed_heartbeats=3, heartbeat_grace_period=5,
+                reconnection_grace_period=20, guest_grace_period=15)
+INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60, offline_timeout=100,
+                      purge_guests_on_startup=True)
+
+
+@dataclass
+class Recorder:
+    """Stands in for the Socket.IO server: records emits, disconnects and checks."""
+
+    emitted: list[tuple[str, Any, Any]] = field(default_factory=list)
+    disconnected: list[str] = field(default_factory=list)
+    checks: list[tuple[str, str]] = field(default_factory=list)
+    live: dict[str, str] = field(default_factory=dict)
+    fail_emits: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def emit(self, event: str, data: Any, to: Any = None) -> None:
+        with self.lock:
+            if self.fail_emits:
+                self.fail_emits -= 1
+                raise RuntimeError("emit failed (test)")
+            self.emitted.append((event, data, to))
+
+    def disconnect(self, sid: str) -> None:
+        with self.lock:  # like the real server: the socket leaves the live table
+            self.disconnected.append(sid)
+            self.live.pop(sid, None)
+
+    def live_sockets(self) -> dict[str, str]:
+        return dict(self.live)
+
+    def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.checks.append((sid, name))
+
+    def statuses(self, name: str) -> list[tuple[str, str, int]]:
+        with self.lock:
+            return [(d["status"], d["reason"], d["version"]) for e, d, _ in self.emitted
+                    if e == "client_status_changed" and d["name"] == name]
+
+    def events(self, event: str) -> list[Any]:
+        with self.lock:
+            return [d for e, d, _ in self.emitted if e == event]
+
+
+class World:
+    """A supervisor and its client actors, on a manual clock, over a real SQLite file."""
+
+    def __init__(self, tmp_path, node: str = "n1") -> None:
+        self.clock = ManualClock()
+        self.sockets = Recorder()
+        self.store = open_store(f"sqlite:///{tmp_path / 'presence.db'}")
+        self.feed = PresenceFeed(self.store, emit=self.sockets.emit,
+                                 disconnect=self.sockets.disconnect)
+        self.directory: dict[str, ClientEntry] = {}
+        self.node = node
+        self.supervisor = Supervisor.start(self.directory, self._context, INTERVALS,
+                                           self.sockets, node)
+
+    def _context(self, ref: Any) -> ActorContext:
+        return ActorContext(feed=self.feed, timing=TIMING, clock=self.clock,
+                            scheduler=self.clock, supervisor=ref)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def send(self, name: str, message: Any, guest: bool = False) -> None:
+        """Route like the web layer does, keeping the live-socket table in step."""
+        if isinstance(message, (Connect, Heartbeat)):
+            self.sockets.live[message.sid] = name
+        elif isinstance(message, Disconnect):
+            self.sockets.live.pop(message.sid, None)
+        self.supervisor.tell(Route(name, message, guest))
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until the supervisor and every client actor have handled what they were sent."""
+        for _ in range(3):
+            self.supervisor.ask(Census(), timeout=10)
+            for entry in list(self.directory.values()):
+                try:
+                    entry.ref.ask(GetState(), timeout=10)
+                except pykka.ActorDeadError:
+                    pass
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.settle()
+
+    def state(self, name: str):
+        return self.directory[name].ref.ask(GetState(), timeout=10)
+
+    def close(self) -> None:
+        pykka.ActorRegistry.stop_all()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path):
+    world = World(tmp_path)
+    yield world
+    world.close()

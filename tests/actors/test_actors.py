@@ -1,0 +1,212 @@
+"""Client actors and the supervisor, as real Pykka actors on a manual clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from actors.messages import (
+    Census,
+    Connect,
+    DeleteGuests,
+    Disconnect,
+    GuestCleanup,
+    Heartbeat,
+    KickClient,
+    LogStats,
+    Recover,
+    ShutdownAll,
+    Sweep,
+)
+from store.records import ClientRecord
+
+from .conftest import TIMING
+
+
+def walk(world, seconds: float, step: float = 1.0) -> None:
+    """Advance the manual clock in steps, letting the actors react after each."""
+    for _ in range(int(seconds / step)):
+        world.advance(step)
+
+
+def test_heartbeat_makes_a_client_online_and_tells_watchers(world):
+    world.send("alice", Heartbeat("s1", "10.0.0.1", world.now()))
+    assert world.state("alice").status == "online"
+    assert world.sockets.statuses("alice") == [("online", "heartbeat", 1)]
+    event = world.sockets.events("client_status_changed")[0]
+    assert event["previous"] is None and event["node"] == "n1"
+    assert world.store.get("alice").status == "online"
+    assert [t.reason for t in world.store.transitions("alice")] == ["heartbeat"]
+
+
+def test_heartbeats_keep_a_client_online_and_one_timer_per_silence_period(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    for _ in range(20):
+        world.advance(5)
+        world.send("alice", Heartbeat("s1", None, world.now()))
+    assert world.state("alice").status == "online"
+    assert world.sockets.statuses("alice") == [("online", "connected", 1)]
+    assert world.clock.pending() == 3 + 1  # three supervisor timers, one for the client
+
+
+def test_silent_client_goes_offline_and_its_socket_is_closed(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    walk(world, 29)
+    assert world.state("alice").status == "online"
+    walk(world, 2)
+    assert world.sockets.statuses("alice")[-1] == ("offline", "heartbeat_timeout", 2)
+    assert world.sockets.disconnected == ["s1"]
+
+
+def test_drop_then_offline_after_the_grace(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    dropped_at = world.now()
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 19)
+    assert world.sockets.statuses("alice")[-1][0] == "reconnecting"
+    walk(world, 2)
+    assert world.sockets.statuses("alice") == [
+        ("online", "connected", 1), ("reconnecting", "disconnect", 2),
+        ("offline", "reconnect_timeout", 3)]
+    offline_at = world.store.transitions("alice")[-1].at
+    assert offline_at == dropped_at + TIMING.reconnection_grace_period
+
+
+def test_return_within_grace_never_shows_offline(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 10)
+    world.send("alice", Connect("s2", None, world.now()))
+    for _ in range(8):
+        walk(world, 5)
+        world.send("alice", Heartbeat("s2", None, world.now()))
+    statuses = [s for s, _, _ in world.sockets.statuses("alice")]
+    assert statuses == ["online", "reconnecting", "online"]
+    assert world.sockets.statuses("alice")[2] == ("online", "reconnected", 3)
+    assert world.sockets.events("client_reconnected")[0]["clientName"] == "alice"
+
+
+def test_bad_messages_never_kill_an_actor(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    ref = world.directory["alice"].ref
+    ref.tell("not a message")
+    ref.tell(object())
+    world.sockets.fail_emits = 1  # the feed's emit raises while handling a real change
+    ref.tell(Disconnect("s1", world.now()))
+    world.settle()
+    assert ref.is_alive()
+    assert world.state("alice").status == "reconnecting"
+
+
+def test_a_dead_actor_is_restarted_from_its_last_state_without_a_visible_change(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.sockets.live["s1"] = "alice"
+    old = world.directory["alice"].ref
+    old.stop()
+    emitted_before = list(world.sockets.emitted)
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    new = world.directory["alice"].ref
+    assert new is not old and new.is_alive()
+    assert world.state("alice").status == "online" and world.state("alice").sockets == {"s1"}
+    status_events = [e for e in world.sockets.emitted[len(emitted_before):]
+                     if e[0] == "client_status_changed"]
+    assert status_events == []
+    walk(world, 31)  # the restarted actor re-armed its deadline
+    assert world.sockets.statuses("alice")[-1][:2] == ("offline", "heartbeat_timeout")
+
+
+def test_idle_actors_are_retired_and_come_back_with_their_history(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 21)
+    world.settle()
+    assert "alice" not in world.directory
+    assert world.supervisor.ask(Census())["actors"] == 0
+    world.send("alice", Connect("s2", None, world.now()))
+    assert world.state("alice").version == 4
+    assert world.sockets.statuses("alice")[-1] == ("online", "connected", 4)
+
+
+def test_sweep_checks_live_sockets_and_reconciles(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("bob", Connect("s2", None, world.now()))
+    world.sockets.live.pop("s2")  # bob's socket vanished without a disconnect event
+    world.sockets.live["s3"] = "carol"  # a live socket no actor knows
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    assert sorted(world.sockets.checks) == [("s1", "alice"), ("s3", "carol")]
+    assert world.state("bob").status == "reconnecting"
+    assert world.state("carol").status == "online"
+
+
+def test_offline_backstop_for_records_no_actor_holds(world):
+    stale = ClientRecord(name="ghost", status="online", reason="connected", since=0.0,
+                         last_seen=None, last_contact=world.now() - 500, ip=None, guest=False,
+                         node="n1", connections=1, version=7)
+    fresh = replace(stale, name="recent", last_contact=world.now() - 5)
+    world.store.save(stale)
+    world.store.save(fresh)
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    assert world.store.get("ghost").status == "offline"
+    assert world.store.get("ghost").reason == "offline_timeout"
+    assert world.store.get("ghost").version == 8
+    assert world.store.get("recent").status == "online"
+
+
+def test_recovery_restores_clients_and_purges_guests(world):
+    base = ClientRecord(name="alice", status="online", reason="connected", since=0.0,
+                        last_seen=None, last_contact=world.now() - 1, ip=None, guest=False,
+                        node="n1", connections=1, version=3)
+    world.store.save(base)
+    world.store.save(replace(base, name="bob", status="reconnecting", reason="disconnect"))
+    world.store.save(replace(base, name="carl", status="offline", reason="reconnect_timeout"))
+    world.store.save(replace(base, name="guest-1", guest=True))
+    result = world.supervisor.ask(Recover(world.now()))
+    world.settle()
+    assert result == {"restored": 2, "purged_guests": 1}
+    assert world.store.get("guest-1") is None
+    assert world.state("alice").status == "reconnecting"
+    assert world.sockets.statuses("alice") == [("reconnecting", "server_restart", 4)]
+    assert world.sockets.statuses("bob") == []  # already reconnecting: fresh grace, no event
+    assert "carl" not in world.directory
+    walk(world, 21)
+    assert world.store.get("alice").reason == "reconnect_timeout"
+    assert world.store.get("bob").reason == "reconnect_timeout"
+
+
+def test_shutdown_stores_everyone_as_reconnecting(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("bob", Connect("s2", None, world.now()))
+    world.send("bob", Disconnect("s2", world.now()))
+    world.supervisor.ask(ShutdownAll(world.now()))
+    assert world.store.get("alice").status == "reconnecting"
+    assert world.store.get("alice").reason == "server_restart"
+    assert world.store.get("bob").status == "reconnecting"
+    assert all(t.status != "offline" for name in ("alice", "bob")
+               for t in world.store.transitions(name))
+
+
+def test_kick_and_guest_deletion(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    assert world.supervisor.ask(KickClient("alice", world.now())) is True
+    world.settle()
+    assert world.store.get("alice").reason == "kicked" and world.sockets.disconnected == ["s1"]
+    assert world.supervisor.ask(KickClient("nobody", world.now())) is False
+    world.send("guest-a", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-b", Connect("g2", None, world.now()), guest=True)
+    assert world.supervisor.ask(DeleteGuests(world.now(), guest_id="guest-a")) == 1
+    assert world.store.get("guest-a") is None and "g1" in world.sockets.disconnected
+    assert world.supervisor.ask(DeleteGuests(world.now())) == 1
+    assert world.store.get("alice") is not None
+
+
+def test_guest_cleanup_deletes_offline_guests(world):
+    world.send("guest-a", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-a", Disconnect("g1", world.now()), guest=True)
+    walk(world, 16)
+    assert world.store.get("guest-a").status == "offline"
+    world.supervisor.tell(GuestCleanup(world.now()))
+    world.supervisor.tell(LogStats(world.now()))
+    world.settle()
+    assert world.store.get("guest-a") is None

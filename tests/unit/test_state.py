@@ -1,0 +1,328 @@
+"""The pure status state machine, driven with fake time (CONTRACT §3)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from actors import state as machine
+from actors.messages import (
+    CheckAnswered,
+    Connect,
+    Disconnect,
+    Heartbeat,
+    Kick,
+    NodeLost,
+    ReconnectionSuccess,
+    Restore,
+    Shutdown,
+    Tick,
+)
+from actors.state import (
+    ClientState,
+    CloseSockets,
+    Reconnected,
+    StatusChanged,
+    Timing,
+    Touched,
+    deadline,
+    is_idle,
+    step,
+)
+
+T0 = 1_000.0
+TIMING = Timing(heartbeat_interval=30, max_missed_heartbeats=3, heartbeat_grace_period=60,
+                reconnection_grace_period=120, guest_grace_period=180)
+
+
+def new(name: str = "alice", guest: bool = False) -> ClientState:
+    return ClientState(name=name, node="n1", guest=guest)
+
+
+def run(state: ClientState, *messages, timing: Timing = TIMING):
+    effects = []
+    for message in messages:
+        state, produced = step(state, message, timing)
+        effects.extend(produced)
+    return state, effects
+
+
+def online(now: float = T0, sid: str = "s1", name: str = "alice", guest: bool = False):
+    state, _ = run(new(name, guest), Connect(sid, "10.0.0.1", now))
+    return state
+
+
+def changes(effects) -> list[StatusChanged]:
+    return [effect for effect in effects if isinstance(effect, StatusChanged)]
+
+
+class TestConnect:
+    def test_first_connect_is_online_connected(self):
+        state, effects = run(new(), Connect("s1", "10.0.0.1", T0))
+        assert (state.status, state.reason, state.since) == ("online", "connected", T0)
+        assert state.sockets == {"s1"} and state.ip == "10.0.0.1" and state.version == 1
+        assert effects == [StatusChanged(previous=None)]
+
+    def test_second_socket_keeps_online_without_a_change(self):
+        state, effects = run(online(), Connect("s2", None, T0 + 5))
+        assert state.status == "online" and state.sockets == {"s1", "s2"}
+        assert state.version == 1 and effects == [Touched()]
+        assert state.ip == "10.0.0.1"  # no new address given: the old one stays
+
+    def test_connect_while_reconnecting_is_reconnected(self):
+        state, _ = run(online(), Disconnect("s1", T0 + 10))
+        state, effects = run(state, Connect("s9", None, T0 + 20))
+        assert (state.status, state.reason) == ("online", "reconnected")
+        assert effects == [StatusChanged("reconnecting"), Reconnected()]
+        assert deadline(state, TIMING) == T0 + 20 + 90
+
+    def test_connect_after_offline_is_connected_again(self):
+        state, _ = run(online(), Disconnect("s1", T0), Tick(T0 + 120))
+        assert state.status == "offline"
+        state, effects = run(state, Connect("s2", None, T0 + 500))
+        assert (state.status, state.reason) == ("online", "connected")
+        assert effects == [StatusChanged("offline")]
+
+
+class TestHeartbeat:
+    def test_heartbeat_from_a_new_client_is_online_heartbeat(self):
+        state, effects = run(new(), Heartbeat("s1", "1.2.3.4", T0))
+        assert (state.status, state.reason, state.last_seen) == ("online", "heartbeat", T0)
+        assert changes(effects) == [StatusChanged(None)]
+
+    def test_heartbeat_while_online_only_touches(self):
+        state, effects = run(online(), Heartbeat("s1", "1.2.3.4", T0 + 30))
+        assert state.version == 1 and effects == [Touched()]
+        assert state.last_seen == T0 + 30 and state.ip == "1.2.3.4"
+
+    def test_heartbeat_moves_the_silence_deadline(self):
+        state = online()
+        assert deadline(state, TIMING) == T0 + 90
+        state, _ = run(state, Heartbeat("s1", None, T0 + 50))
+        assert deadline(state, TIMING) == T0 + 50 + 90
+
+    def test_heartbeat_while_reconnecting_is_reconnected(self):
+        state, _ = run(online(), Disconnect("s1", T0 + 1))
+        state, effects = run(state, Heartbeat("s2", None, T0 + 2))
+        assert (state.status, state.reason) == ("online", "reconnected")
+        assert Reconnected() in effects
+
+    def test_heartbeat_after_offline_is_online_heartbeat(self):
+        state, _ = run(online(), Tick(T0 + 90))
+        state, _ = run(state, Heartbeat("s5", None, T0 + 100))
+        assert (state.status, state.reason) == ("online", "heartbeat")
+
+
+class TestMissedHeartbeats:
+    def test_silent_client_is_offline_after_max_missed_periods(self):
+        state = online()
+        state, effects = run(state, Tick(T0 + 89.999))
+        assert state.status == "online" and effects == []
+        state, effects = run(state, Tick(T0 + 90))
+        assert (state.status, state.reason) == ("offline", "heartbeat_timeout")
+        assert CloseSockets(frozenset({"s1"})) in effects and state.sockets == frozenset()
+
+    def test_each_heartbeat_resets_the_count(self):
+        state = online()
+        for beat in range(1, 10):
+            state, _ = run(state, Heartbeat("s1", None, T0 + beat * 80), Tick(T0 + beat * 80))
+        assert state.status == "online"
+        state, _ = run(state, Tick(T0 + 9 * 80 + 90))
+        assert state.reason == "heartbeat_timeout"
+
+    def test_heartbeat_grace_longer_than_missed_periods_postpones(self):
+        timing = Timing(heartbeat_interval=10, max_missed_heartbeats=2, heartbeat_grace_period=60,
+                        reconnection_grace_period=5, guest_grace_period=5)
+        state = online()
+        state, _ = run(state, Tick(T0 + 20), Tick(T0 + 59), timing=timing)
+        assert state.status == "online"
+        state, _ = run(state, Tick(T0 + 60), timing=timing)
+        assert state.reason == "heartbeat_timeout"
+
+    def test_answering_a_connection_check_counts_as_contact(self):
+        state, effects = run(online(), CheckAnswered("s1", T0 + 80))
+        assert effects == [Touched()] and state.last_seen is None
+        state, _ = run(state, Tick(T0 + 90))
+        assert state.status == "online"
+        assert deadline(state, TIMING) == T0 + 80 + 90
+
+
+class TestReconnectGrace:
+    def test_drop_is_reconnecting_then_offline_after_grace(self):
+        state, effects = run(online(), Disconnect("s1", T0 + 10))
+        assert (state.status, state.reason) == ("reconnecting", "disconnect")
+        assert effects == [StatusChanged("online")]
+        assert deadline(state, TIMING) == T0 + 10 + 120
+        state, effects = run(state, Tick(T0 + 129))
+        assert state.status == "reconnecting" and effects == []
+        state, effects = run(state, Tick(T0 + 130))
+        assert (state.status, state.reason) == ("offline", "reconnect_timeout")
+        assert effects == [StatusChanged("reconnecting")]
+
+    def test_recent_heartbeat_postpones_the_offline_decision(self):
+        timing = Timing(heartbeat_interval=30, max_missed_heartbeats=3, heartbeat_grace_period=60,
+                        reconnection_grace_period=20, guest_grace_period=20)
+        state, _ = run(online(), Heartbeat("s1", None, T0 + 100), Disconnect("s1", T0 + 101),
+                       timing=timing)
+        assert deadline(state, timing) == T0 + 160  # last heartbeat + heartbeat grace
+        state, _ = run(state, Tick(T0 + 121), timing=timing)
+        assert state.status == "reconnecting"
+        state, _ = run(state, Tick(T0 + 160), timing=timing)
+        assert state.reason == "reconnect_timeout"
+
+    def test_guests_get_their_own_grace(self):
+        state, _ = run(online(guest=True), Disconnect("s1", T0))
+        assert deadline(state, TIMING) == T0 + 180
+
+    def test_only_the_last_socket_closing_starts_the_grace(self):
+        state, _ = run(online(), Connect("s2", None, T0 + 1))
+        state, effects = run(state, Disconnect("s1", T0 + 2))
+        assert state.status == "online" and state.sockets == {"s2"} and effects == [Touched()]
+        state, effects = run(state, Disconnect("s2", T0 + 3))
+        assert state.status == "reconnecting" and state.grace_started == T0 + 3
+
+    def test_disconnect_of_an_unknown_socket_changes_nothing(self):
+        before = online()
+        after, effects = run(before, Disconnect("nope", T0 + 1))
+        assert after == before and effects == []
+
+    def test_return_within_grace_never_shows_offline(self):
+        state, effects = run(online(), Disconnect("s1", T0 + 5), Tick(T0 + 60),
+                             Connect("s2", None, T0 + 100), Tick(T0 + 125))
+        statuses = [s.previous for s in changes(effects)]
+        assert "offline" not in statuses and state.status == "online"
+
+
+class TestStaleTimers:
+    @pytest.mark.parametrize("at", [T0 - 100, T0, T0 + 45, T0 + 89])
+    def test_an_early_tick_changes_nothing(self, at):
+        before = online()
+        after, effects = run(before, Tick(at))
+        assert after == before and effects == []
+
+    def test_ticks_for_offline_or_new_clients_change_nothing(self):
+        for state in (new(), run(online(), Tick(T0 + 90))[0]):
+            assert run(state, Tick(T0 + 10_000)) == (state, [])
+
+
+class TestShutdownAndRestart:
+    def test_shutdown_stores_online_clients_as_reconnecting(self):
+        state, effects = run(online(), Shutdown(T0 + 7))
+        assert (state.status, state.reason) == ("reconnecting", "server_restart")
+        assert state.sockets == frozenset() and state.grace_started == T0 + 7
+        assert effects == [StatusChanged("online")]
+
+    def test_shutdown_never_makes_anyone_offline(self):
+        for state in (online(), run(online(), Disconnect("s1", T0))[0]):
+            after, effects = run(state, Shutdown(T0 + 1))
+            assert after.status == "reconnecting"
+
+    def test_restore_gives_a_fresh_grace(self):
+        reconnecting, _ = run(online(), Disconnect("s1", T0))
+        record = reconnecting.to_record(TIMING)
+        restored = ClientState.from_record(record, "n1")
+        state, effects = run(restored, Restore(T0 + 1000))
+        assert state.status == "reconnecting" and effects == [Touched()]
+        assert deadline(state, TIMING) == T0 + 1000 + 120
+
+    def test_restore_of_a_stored_online_client(self):
+        record = online().to_record(TIMING)
+        state, effects = run(ClientState.from_record(record, "n1"), Restore(T0 + 50))
+        assert (state.status, state.reason, state.version) == ("reconnecting",
+                                                                "server_restart", 2)
+        assert effects == [StatusChanged("online")]
+
+    def test_back_after_restart_is_reconnected(self):
+        state, effects = run(online(), Shutdown(T0 + 1), Restore(T0 + 5),
+                             Connect("s2", None, T0 + 8))
+        assert (state.status, state.reason) == ("online", "reconnected")
+        assert all(change.previous != "offline" for change in changes(effects))
+
+    def test_node_lost(self):
+        state, _ = run(online(), NodeLost(T0 + 3))
+        assert (state.status, state.reason) == ("reconnecting", "node_lost")
+
+    def test_restore_of_an_offline_client_changes_nothing(self):
+        offline, _ = run(online(), Tick(T0 + 90))
+        state, effects = run(offline, Restore(T0 + 100))
+        assert state.status == "offline" and effects == []
+
+
+class TestKickAndReports:
+    def test_kick_closes_sockets_and_marks_offline(self):
+        state, effects = run(online(), Connect("s2", None, T0), Kick(T0 + 1))
+        assert (state.status, state.reason) == ("offline", "kicked")
+        assert CloseSockets(frozenset({"s1", "s2"})) in effects
+
+    def test_kick_of_an_offline_client_changes_nothing(self):
+        offline, _ = run(online(), Tick(T0 + 90))
+        assert run(offline, Kick(T0 + 100)) == (offline, [])
+
+    def test_reconnection_success_is_reported_to_watchers(self):
+        state, effects = run(online(), ReconnectionSuccess("s1", T0 + 1))
+        assert effects == [Reconnected()] and state == online()
+
+
+def test_versions_increase_by_one_on_every_status_change():
+    state, effects = run(online(), Disconnect("s1", T0 + 1), Connect("s2", None, T0 + 2),
+                         Tick(T0 + 200), Heartbeat("s3", None, T0 + 300), Kick(T0 + 301))
+    assert state.version == 1 + len(changes(effects))
+
+
+def test_idle_means_offline_without_sockets():
+    assert is_idle(new())
+    assert not is_idle(online())
+    assert is_idle(run(online(), Tick(T0 + 90))[0])
+
+
+def test_unknown_messages_are_refused():
+    with pytest.raises(TypeError):
+        step(online(), object(), TIMING)
+
+
+def test_record_round_trip_keeps_the_status_and_version():
+    state, _ = run(online(), Heartbeat("s1", "9.9.9.9", T0 + 3), Disconnect("s1", T0 + 4))
+    record = state.to_record(TIMING)
+    assert record.grace_until == deadline(state, TIMING)
+    again = ClientState.from_record(record, "n1")
+    assert (again.status, again.version, again.last_seen, again.ip) == (
+        "reconnecting", 2, T0 + 3, "9.9.9.9")
+
+
+MESSAGES = [
+    Connect("a", None, T0), Connect("b", None, T0), Heartbeat("a", None, T0),
+    Disconnect("a", T0), Disconnect("b", T0), Tick(T0), CheckAnswered("a", T0), Kick(T0),
+    Shutdown(T0), Restore(T0), ReconnectionSuccess("a", T0),
+]
+
+
+@pytest.mark.parametrize("sequence", list(itertools.product(MESSAGES, repeat=3)))
+def test_invariants_hold_for_every_sequence(sequence):
+    """Any three messages, a second apart: the state stays consistent."""
+    state = new()
+    for offset, message in enumerate(sequence):
+        message = type(message)(**{**message.__dict__, "now": T0 + offset * 61})
+        before = state
+        state, effects = step(state, message, TIMING)
+        changed = [e for e in effects if isinstance(e, StatusChanged)]
+        assert len(changed) <= 1
+        if changed:
+            assert state.version == before.version + 1 and changed[0].previous == before.status
+            assert state.status != before.status or state.reason != before.reason
+        else:
+            assert state.version == before.version and state.status == before.status
+        assert not (state.status == "offline" and state.sockets)
+        if state.status == "reconnecting":
+            assert not state.sockets
+        if state.status == "online":
+            assert deadline(state, TIMING) is not None
+        # offline is only ever reached through the rules, never from reconnecting by a
+        # shutdown or a restore
+        if isinstance(message, (Shutdown, Restore)):
+            assert state.status != "offline" or before.status in (None, "offline")
+
+
+def test_module_has_a_handler_for_every_client_message():
+    assert set(machine.HANDLERS) == {Connect, Heartbeat, Disconnect, Tick, CheckAnswered,
+                                     ReconnectionSuccess, Kick, Shutdown, Restore, NodeLost}

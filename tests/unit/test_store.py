@@ -1,0 +1,100 @@
+"""The SQLite store and its write buffer (real SQLite files, no gevent)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from store import open_store
+from store.records import ClientRecord, Transition
+
+
+def record(name: str, status: str = "online", version: int = 1, **changes) -> ClientRecord:
+    base = dict(name=name, status=status, reason="connected", since=100.0, last_seen=None,
+                last_contact=100.0, ip="127.0.0.1", guest=False, node="n1", connections=1,
+                version=version)
+    return ClientRecord(**{**base, **changes})
+
+
+def transition(name: str, status: str, version: int) -> Transition:
+    return Transition(name=name, status=status, previous=None, reason="connected", at=100.0,
+                      version=version, node="n1")
+
+
+def test_buffered_writes_are_visible_before_and_after_the_flush(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.save(record("a"), transition("a", "online", 1))
+    assert store.get("a") == record("a")
+    assert [t.status for t in store.transitions("a")] == ["online"]
+    store.flush()
+    assert store.get("a") == record("a") and len(store.all()) == 1
+    assert [t.version for t in store.transitions("a")] == [1]
+    store.close()
+
+
+def test_many_saves_of_one_client_cost_one_row(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for beat in range(100):
+        store.save(record("a", last_seen=float(beat)))
+    store.flush()
+    rows = sqlite3.connect(tmp_path / "p.db").execute("SELECT COUNT(*) FROM clients").fetchone()
+    assert rows == (1,) and store.get("a").last_seen == 99.0
+    store.close()
+
+
+def test_data_survives_a_reopen(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = open_store(url)
+    store.save(record("a", guest=True, display_name="Visitor"), transition("a", "online", 1))
+    store.close()
+    again = open_store(url)
+    assert again.get("a") == record("a", guest=True, display_name="Visitor")
+    assert len(again.transitions("a")) == 1
+    again.close()
+
+
+def test_delete_removes_records_and_history(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for name in ("a", "b", "c"):
+        store.save(record(name), transition(name, "online", 1))
+    store.flush()
+    assert store.delete(["a", "b", "zzz"]) == 2
+    assert [r.name for r in store.all()] == ["c"]
+    assert store.get("a") is None and store.transitions("a") == []
+    store.save(record("a", version=5))
+    assert store.get("a").version == 5
+    store.close()
+
+
+def test_history_is_capped_per_client(tmp_path):
+    from store.sqlite import HISTORY_PER_CLIENT
+
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for version in range(1, HISTORY_PER_CLIENT + 51):
+        store.save(record("a", version=version), transition("a", "online", version))
+        if version % 40 == 0:
+            store.flush()
+    store.flush()
+    kept = store.transitions("a", limit=10_000)
+    assert len(kept) == HISTORY_PER_CLIENT and kept[-1].version == HISTORY_PER_CLIENT + 50
+    store.close()
+
+
+def test_a_failed_write_keeps_the_data_for_the_next_flush(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.save(record("a"))
+    store.flush()
+    lock = sqlite3.connect(tmp_path / "p.db", timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    store._connection.execute("PRAGMA busy_timeout = 0")
+    store.save(record("a", version=2), transition("a", "reconnecting", 2))
+    store.flush()
+    assert store.last_error is not None and not store.healthy()
+    assert store.get("a").version == 2  # still visible from the buffer
+    lock.execute("ROLLBACK")
+    lock.close()
+    store.flush()
+    assert store.last_error is None and store.healthy()
+    reopened = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    assert reopened.get("a").version == 2 and len(reopened.transitions("a")) == 1
+    store.close()
+    reopened.close()
