@@ -12,6 +12,7 @@ workers = 1
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 graceful_timeout = 25  # below Heroku's 30 s; our own shutdown.timeout is shorter still
 accesslog = None
+control_socket_disable = True  # gunicorn 27+: no shared control socket in ~/.gunicorn
 
 
 def post_worker_init(worker):
