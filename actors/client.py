@@ -47,7 +47,18 @@ class ActorContext:
 
 
 class ClientActor(pykka.ThreadingActor):
-    use_daemon_thread = True
+    use_daemon_thread = True  # non-daemon threads make start-up grow quadratically
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> Any:
+        """Start like pykka's `Actor.start`, minus the global `ActorRegistry`.
+
+        The supervisor's directory is the registry of client actors. Pykka's registry is a list:
+        unregistering is O(N), so retiring or stopping N client actors would cost O(N²).
+        """
+        actor = cls(*args, **kwargs)
+        actor._start_actor_loop()
+        return actor.actor_ref
 
     def __init__(self, entry: ClientEntry, context: ActorContext) -> None:
         super().__init__()

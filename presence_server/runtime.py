@@ -143,6 +143,8 @@ class Runtime:
             self.supervisor.stop(timeout=5)
         except Exception:
             log.debug("supervisor already stopped")
+        for entry in list(self.directory.values()):  # client actors are not in pykka's registry
+            entry.ref.stop(block=False)
         pykka.ActorRegistry.stop_all(block=False)
         try:
             self.store.close()

@@ -111,6 +111,8 @@ class World:
         return self.directory[name].ref.ask(GetState(), timeout=10)
 
     def close(self) -> None:
+        for entry in list(self.directory.values()):
+            entry.ref.stop()
         pykka.ActorRegistry.stop_all()
         self.store.close()
 
