@@ -1,7 +1,9 @@
 """The embedded store: SQLite (stdlib), one file, WAL journal.
 
 Every SQLite call runs through `runner` — under gevent a one-thread pool of real threads, so the
-event loop never waits on the disk; elsewhere inline under a lock.
+event loop never waits on the disk; elsewhere inline under a lock. The file belongs to one node,
+so the store also keeps every record in memory (loaded at open, updated on every save): reads of
+records never touch the disk or decode JSON; only transition history is read from the file.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class SqliteStore(Store):
         self._lock = threading.Lock() if runner is None else None
         self._runner = runner
         self._connection = self._run(self._connect)
+        self._records: dict[str, ClientRecord] = {
+            record.name: record for record in self._load_records()}
 
     def _run(self, function):
         if self._runner is not None:
@@ -108,14 +112,26 @@ class SqliteStore(Store):
 
         self._run(write)
 
-    def _read_one(self, name: str) -> ClientRecord | None:
-        row = self._run(lambda: self._connection.execute(
-            "SELECT data FROM clients WHERE name = ?", (name,)).fetchone())
-        return ClientRecord.from_dict(json.loads(row[0])) if row else None
+    def save(self, record: ClientRecord, transition: Transition | None = None) -> None:
+        self._records[record.name] = record
+        super().save(record, transition)
 
-    def _read_all(self) -> list[ClientRecord]:
+    def delete(self, names) -> int:
+        names = set(names)
+        deleted = super().delete(names)
+        for name in names:
+            self._records.pop(name, None)
+        return deleted
+
+    def _load_records(self) -> list[ClientRecord]:
         rows = self._run(lambda: self._connection.execute("SELECT data FROM clients").fetchall())
         return [ClientRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    def _read_one(self, name: str) -> ClientRecord | None:
+        return self._records.get(name)
+
+    def _read_all(self) -> list[ClientRecord]:
+        return list(self._records.values())
 
     def _read_transitions(self, name: str, limit: int) -> list[Transition]:
         rows = self._run(lambda: self._connection.execute(

@@ -36,6 +36,9 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
         cors_allowed_origins=sockets["cors_allowed_origins"],
         logger=False,
         engineio_logger=False,
+        # Handlers never block (the store is in memory, actors are told, not asked), so run them
+        # inline in the socket's reader instead of one new greenlet per event.
+        async_handlers=False,
     )
     # Replies go out as the ack when the client asked for one, else as the named event.
     socketio.server.__class__ = ReplyServer
