@@ -10,7 +10,7 @@ import socketio
 
 EVENTS = ("heartbeat_response", "server_status_response", "client_status_changed",
           "client_reconnected", "connection_check", "server_shutdown", "error",
-          "guest_registered", "watch_snapshot")
+          "guest_registered", "watch_snapshot", "connect_error", "unwatch_response")
 
 
 class RecordingClient:

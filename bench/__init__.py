@@ -1,0 +1,1 @@
+"""Benchmark harness: our presence server against bare Flask-SocketIO and Node socket.io servers."""

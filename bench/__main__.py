@@ -1,0 +1,5 @@
+"""``python -m bench``: run benchmark scenarios (see bench/README.md)."""
+
+from bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""One PNG per scenario: ack latency over time (or p99 against rate), then CPU and RSS per server.
+
+matplotlib is an optional dependency (bench/requirements.txt); without it no plot is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLOURS = {"ours": "tab:blue", "bare-flask": "tab:orange", "bare-node": "tab:green"}
+
+
+def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
+    """Draw ``doc``'s runs into ``path``; None (and a note on stdout) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib not installed; no plot (pip install -r bench/requirements.txt)")
+        return None
+    fig, axes = plt.subplots(3, 1, figsize=(11, 10), constrained_layout=True)
+    lat_ax, cpu_ax, rss_ax = axes
+    labelled: set[str] = set()
+    for run in doc["runs"]:
+        kind = run["server"]
+        colour = COLOURS.get(kind, "tab:gray")
+        alpha = 1.0 if run["rep"] == 0 else 0.45
+        label = kind if kind not in labelled else None
+        labelled.add(kind)
+        origin = _origin(run)
+        if doc["scenario"] == "throughput":
+            steps = [s for s in run.get("steps", []) if s["p99_ms"] is not None]
+            lat_ax.plot([s["target_rate"] for s in steps], [s["p99_ms"] for s in steps],
+                        marker="o", color=colour, alpha=alpha, label=label)
+        else:
+            tl = [p for p in run.get("timeline", []) if p["p99_ms"] is not None]
+            xs = [p["t"] - origin for p in tl]
+            lat_ax.plot(xs, [p["p99_ms"] for p in tl], color=colour, alpha=alpha, label=label)
+            lat_ax.plot(xs, [p["p50_ms"] for p in tl], color=colour, alpha=alpha * 0.6,
+                        linestyle="--")
+        for name, series in run.get("proc", {}).items():
+            if not name.startswith("server"):
+                continue
+            pts = [s for s in series if s["cpu_pct"] is not None]
+            cpu_ax.plot([s["t"] - origin for s in pts], [s["cpu_pct"] for s in pts],
+                        color=colour, alpha=alpha, label=label if name == "server" else None)
+            rss_ax.plot([s["t"] - origin for s in series], [s["rss"] / 2**20 for s in series],
+                        color=colour, alpha=alpha, label=label if name == "server" else None)
+        loadgen = [s for s in run.get("proc", {}).get("loadgen", []) if s["cpu_pct"] is not None]
+        if loadgen:
+            cpu_ax.plot([s["t"] - origin for s in loadgen], [s["cpu_pct"] for s in loadgen],
+                        color=colour, alpha=alpha * 0.5, linestyle=":")
+    if doc["scenario"] == "throughput":
+        lat_ax.set_xlabel("offered heartbeats / s")
+        lat_ax.set_ylabel("ack p99 ms")
+        lat_ax.axhline(doc["params"]["p99_limit_ms"], color="red", linewidth=0.8)
+        lat_ax.set_xscale("log")
+    else:
+        lat_ax.set_xlabel("s since server start")
+        lat_ax.set_ylabel("ack latency ms (p99 solid, p50 dashed)")
+    lat_ax.set_yscale("log")
+    cpu_ax.set_ylabel("CPU % (server solid, load generator dotted)")
+    cpu_ax.set_xlabel("s since server start")
+    rss_ax.set_ylabel("server RSS MiB")
+    rss_ax.set_xlabel("s since server start")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+    fig.suptitle(f"{doc['scenario']} — {doc['date']} — "
+                 + ", ".join(f"{k}={v}" for k, v in list(doc["params"].items())[:4]))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _origin(run: dict[str, Any]) -> float:
+    server = run.get("proc", {}).get("server") or []
+    if server:
+        return float(server[0]["t"])
+    timeline = run.get("timeline") or []
+    return float(timeline[0]["t"]) if timeline else 0.0

@@ -1,0 +1,315 @@
+"""What every scenario shares: options, the machine context, one server run with its sampling."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import system
+from bench.driver import LoadGen
+from bench.procstat import Sampler
+from bench.servers.launcher import SERVERS, ServerProcess, Settings, availability
+
+PRESENCE_ONLY = ("offline", "restart")
+
+
+@dataclass
+class Options:
+    """Everything the command line can set."""
+
+    scenarios: list[str] = field(default_factory=lambda: ["capacity"])
+    servers: list[str] = field(default_factory=lambda: list(SERVERS))
+    clients: int | None = None
+    heartbeat: float = 5.0
+    hold: float = 30.0
+    repeat: int = 2
+    ramp_rate: float = 500.0
+    workers: int = 1
+    out: Path = system.BENCH_DIR / "results"
+    plot: bool = True
+    calibrate: bool = True
+    calib_seconds: float = 10.0
+    step_seconds: float = 10.0
+    rate_start: float = 250.0
+    rate_factor: float = 1.25
+    max_rate_per_client: float = 8.0
+    p99_limit_ms: float = 100.0
+    past_p99: bool = True
+    drop: int = 50
+    silent: int = 50
+    offline_heartbeat: float = 2.0
+    store: str = "sqlite"
+    log_level: str = "WARNING"
+    stats_every: float = 10.0
+    profile: bool = False
+    gc_trace: bool = False
+    ours_set: list[str] = field(default_factory=list)
+    tune: bool = False
+    quick: bool = False
+
+    def overlay(self) -> dict[str, dict[str, Any]]:
+        """``--ours-set section.key=value`` as a config overlay for ours (values parsed as YAML)."""
+        out: dict[str, dict[str, Any]] = {}
+        for item in self.ours_set:
+            key, _, value = item.partition("=")
+            section, _, name = key.strip().partition(".")
+            if not section or not name or not _:
+                raise SystemExit(f"bench: --ours-set wants section.key=value, got {item!r}")
+            out.setdefault(section, {})[name] = yaml.safe_load(value)
+        return out
+
+    def clients_for(self, scenario: str) -> int:
+        if self.clients is not None:
+            return self.clients
+        return {"capacity": 2000, "throughput": 2000, "offline": 500, "restart": 1000}[scenario]
+
+
+class Context:
+    """The machine set-up for one invocation: pinning, limits, available servers, Redis."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.nofile = system.raise_nofile()
+        self.backlog = system.tune_backlog() if opts.tune else system.read_backlog()
+        self.server_prefix, self.load_prefix, self.pin_note = system.pinning()
+        self.server_core, self.load_core = (
+            system.core_ids() if self.server_prefix else (None, None))
+        system.pin_self_to_load_cpu(self.pin_note)
+        self.workdir = Path(tempfile.mkdtemp(prefix="presence-bench-"))
+        self.skipped: dict[str, str] = {}
+        reasons = availability()
+        loadgen_problem = system.ensure_node_packages(system.LOADGEN_DIR)
+        if loadgen_problem:
+            raise SystemExit(f"bench: cannot run the load generator: {loadgen_problem}")
+        self.servers: list[str] = []
+        for kind in opts.servers:
+            why = reasons.get(kind, f"unknown server {kind!r}")
+            if why:
+                self.skipped[kind] = why
+                print(f"bench: skipping {kind}: {why}", flush=True)
+            else:
+                self.servers.append(kind)
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.redis_url: str | None = None
+        if opts.store == "redis":
+            self._start_redis()
+        self.machine = system.machine_info()
+
+    def _start_redis(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SystemExit("bench: --store redis needs redis-server on PATH")
+        port = system.free_port()
+        self.redis = subprocess.Popen(
+            [*self.load_prefix, exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=system.die_with_parent)
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            time.sleep(0.05)
+        raise SystemExit("bench: redis-server did not start")
+
+    def store_url(self, tag: str) -> str:
+        """A fresh store for one run of ours."""
+        if self.redis_url:
+            self._flush_redis()
+            return self.redis_url
+        return f"sqlite:///{self.workdir / tag / 'presence.db'}"
+
+    def _flush_redis(self) -> None:
+        """Empty Redis so one run's clients never show up in the next."""
+        assert self.redis_url is not None
+        port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            sock.recv(64)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "pinning": self.pin_note,
+            "nofile": list(self.nofile),
+            "backlog": self.backlog,
+            "store": self.opts.store,
+            "ours_set": self.opts.ours_set,
+            "servers": self.servers,
+            "skipped": self.skipped,
+        }
+
+    def close(self) -> None:
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class StatsPoller:
+    """Polls our server's /api/stats every ``every`` seconds (ours only; it costs the server)."""
+
+    def __init__(self, server: ServerProcess, every: float) -> None:
+        self.server = server
+        self.every = every
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="stats-poller")
+
+    def start(self) -> StatsPoller:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def poll(self) -> dict[str, Any] | None:
+        t0 = time.time()
+        body = self.server.get_json("/api/stats", timeout=5.0)
+        if isinstance(body, dict):
+            self.samples.append({"t": t0, "took_ms": round((time.time() - t0) * 1000, 1),
+                                 "stats": body})
+            return body
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+@dataclass
+class ServerRun:
+    """A started server with its sampler, and (for ours) its stats poller."""
+
+    kind: str
+    server: ServerProcess
+    sampler: Sampler
+    poller: StatsPoller | None
+    start_s: float
+    stop_info: dict[str, Any] = field(default_factory=dict)
+
+    def internals(self) -> dict[str, Any] | None:
+        """GC pause, actor count, mailbox depth as our server exposes them; null where not.
+        bare-flask reports its GC pauses at /health (the same stack's reference); node: None."""
+        if self.kind == "bare-flask":
+            health = self.server.get_json("/health") or {}
+            return {"gc_pause": health.get("gc")}
+        if self.kind != "ours":
+            return None
+        return internals(self.poller.samples if self.poller else [],
+                         self.server.get_text("/metrics"))
+
+
+def internals(samples: list[dict[str, Any]], metrics: str | None) -> dict[str, Any]:
+    """Pick GC/actor/mailbox numbers from /api/stats samples and /metrics text; never invent."""
+    wanted = {"gc_pause": ("gc",), "actors": ("actor",), "mailbox_depth": ("mailbox",)}
+    out: dict[str, Any] = {}
+    notes = []
+    last = samples[-1]["stats"] if samples else {}
+    for key, needles in wanted.items():
+        found = {k: v for k, v in _flatten(last).items() if any(n in k.lower() for n in needles)}
+        if metrics:
+            for line in metrics.splitlines():
+                if line.startswith("#") or not line.strip():
+                    continue
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                if any(n in name.lower() for n in needles):
+                    with contextlib.suppress(ValueError, IndexError):
+                        found[f"metrics:{line.rsplit(' ', 1)[0]}"] = float(line.rsplit(" ", 1)[1])
+        out[key] = found or None
+        if not found:
+            notes.append(f"{key}: not exposed by /api/stats or /metrics")
+    if samples:
+        out["stats_poll_ms_max"] = max(s["took_ms"] for s in samples)
+    out["notes"] = notes
+    return out
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {prefix: obj} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+@contextlib.contextmanager
+def serving(ctx: Context, kind: str, settings: Settings, tag: str, port: int | None = None,
+            stats: bool = True) -> Iterator[ServerRun]:
+    """Start ``kind``, sample it every second, and always stop it."""
+    workdir = ctx.workdir / tag
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess(kind, settings, workdir, ctx.server_prefix, port=port,
+                           store_url=ctx.store_url(tag))
+    start_s = server.start()
+    sampler = Sampler(1.0)
+    sampler.track("server", [server.pid])
+    sampler.start()
+    poller = StatsPoller(server, ctx.opts.stats_every).start() if kind == "ours" and stats else None
+    run = ServerRun(kind, server, sampler, poller, start_s)
+    try:
+        yield run
+    finally:
+        if poller:
+            poller.stop()
+        run.stop_info = server.stop()
+        sampler.stop()
+
+
+def loadgen(ctx: Context, run: ServerRun, names: list[str], **kwargs: Any) -> LoadGen:
+    """A load generator against ``run``'s server, its processes tracked by the run's sampler."""
+    gen = LoadGen(run.server.url, names, ctx.load_prefix, workers=ctx.opts.workers,
+                  connect_rate=ctx.opts.ramp_rate, **kwargs)
+    run.sampler.track("loadgen", gen.pids)
+    return gen
+
+
+def settle(seconds: float) -> None:
+    """Let the load run for a measured period (bounded, in small steps)."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.5))
+
+
+def client_names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{i:06d}" for i in range(count)]
+
+
+def proc_window(run: ServerRun, name: str, t0: float, t1: float) -> dict[str, Any]:
+    series = run.sampler.series.get(name)
+    return series.window(t0, t1) if series else {"cpu_pct": None, "rss": None}
+
+
+def core_window(ctx: Context, sampler: Sampler, t0: float, t1: float) -> dict[str, float | None]:
+    """Busy % of the server's and the load generator's CPUs (softirq included); None unpinned."""
+    busy = sampler.core_busy(t0, t1)
+    return {"server_core_pct": busy.get(ctx.server_core) if ctx.server_core is not None else None,
+            "load_core_pct": busy.get(ctx.load_core) if ctx.load_core is not None else None}
+
+
+def proc_timeline(run: ServerRun, name: str) -> list[dict[str, Any]]:
+    series = run.sampler.series.get(name)
+    if not series:
+        return []
+    return [{"t": round(s["t"], 3), "cpu_pct": None if s["cpu_pct"] is None
+             else round(s["cpu_pct"], 1), "rss": s["rss"]} for s in series.samples]

@@ -1,0 +1,79 @@
+"""A tiny run of the benchmark harness, so it keeps working: a few clients for a few seconds.
+
+Runs ``python -m bench capacity --quick`` against every server that can run here (ours, the bare
+Flask-SocketIO server, and the Node one where Node.js is installed) and checks what it saves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.hist import Histogram, merged, percentiles
+from bench.procstat import tree_usage
+from bench.profile import summarise
+from bench.report import markdown
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_histogram_merges_and_reads_percentiles() -> None:
+    a, b = Histogram(), Histogram()
+    for ms in range(1, 101):
+        (a if ms % 2 else b).add(ms * 1000.0)
+    both = merged([a, Histogram(b.to_json())])
+    assert both.total == 100
+    assert both.percentile(50) == pytest.approx(50, rel=0.02)
+    assert both.percentile(99) == pytest.approx(99, rel=0.02)
+    assert Histogram().percentile(50) is None
+    assert percentiles([3.0, 1.0, 2.0]) == {"count": 3, "min_ms": 1.0, "p50_ms": 2.0,
+                                             "p99_ms": 3.0, "max_ms": 3.0}
+
+
+def test_procstat_reads_this_process() -> None:
+    usage = tree_usage(os.getpid())
+    assert usage is not None
+    cpu, rss = usage
+    assert cpu > 0 and rss > 10 * 2**20
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="the load generator needs Node.js")
+def test_capacity_quick_run_saves_json_table_and_plot(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "capacity", "--quick", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [result] = tmp_path.glob("*-capacity.json")
+    doc = json.loads(result.read_text())
+    assert doc["runs"], proc.stdout + proc.stderr
+    ran = {run["server"] for run in doc["runs"]}
+    assert ran | set(doc["meta"]["skipped"]) == {"ours", "bare-flask", "bare-node"}
+    assert "bare-flask" in ran and "bare-node" in ran
+    for run in doc["runs"]:
+        assert run["held"] == run["clients"], run["server"]
+        assert run["errors"] == 0, run["server"]
+        assert run["p99_ms"] is not None and run["p99_ms"] < 1000
+        assert run["server_cpu_pct"] is not None
+    assert doc["calibration"]["status"] == "passed"
+    table = result.with_suffix(".md").read_text()
+    assert table == markdown(doc) and "| bare-node |" in table and table in proc.stdout
+    if importlib.util.find_spec("matplotlib"):
+        assert result.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_profile_summary_counts_self_total_and_our_functions() -> None:
+    collapsed = ("main (x.py:1);f (actors/c.py:3);g (store/s.py:9) 5\n"
+                 "main (x.py:1);f (actors/c.py:4) 2\n"
+                 "Hub.run (gevent/hub.py:647) 9\n")
+    prof = summarise(collapsed)
+    assert prof["samples"] == 7 and prof["idle_samples"] == 9
+    assert prof["self"][0] == {"frame": "g (store/s.py:9)", "samples": 5, "pct": 71.4}
+    assert prof["project_total"][0] == {"frame": "f (actors/c.py)", "samples": 7, "pct": 100.0}
