@@ -5,7 +5,7 @@ tuple of effects for the client actor to carry out. `deadline()` tells the actor
 needs a `Tick`; a `Tick` that comes early (a stale timer) changes nothing.
 
 Rules (CONTRACT §3, seed 000):
-- a connected client whose last contact is older than
+- a connected client whose last heartbeat (or socket registration) is older than
   max(heartbeat_interval × max_missed_heartbeats, heartbeat_grace_period) goes offline
   (`heartbeat_timeout`) and its sockets are closed;
 - a client whose last socket closed is `reconnecting` for its grace (guests have their own); a
@@ -68,6 +68,7 @@ class ClientState:
     since: float = 0.0
     last_seen: float | None = None
     last_contact: float | None = None
+    last_signal: float | None = None
     ip: str | None = None
     sockets: frozenset[str] = frozenset()
     version: int = 0
@@ -103,6 +104,7 @@ class ClientState:
             since=record.since,
             last_seen=record.last_seen,
             last_contact=record.last_contact,
+            last_signal=record.last_seen,
             ip=record.ip,
             version=record.version,
             grace_started=None,
@@ -137,14 +139,19 @@ Step = tuple[ClientState, tuple[Effect, ...]]
 
 
 def deadline(state: ClientState, timing: Timing) -> float | None:
-    """When this client's status must next be decided, or None when no timer is needed."""
+    """When this client's status must next be decided, or None when no timer is needed.
+
+    Only heartbeats and socket registrations (`last_signal`) count against the silence limit:
+    an answered `connection_check` proves the socket is alive (many client libraries ack it by
+    themselves), not that the client still heartbeats, so it only moves `last_contact`.
+    """
     if state.status == ONLINE and state.sockets:
-        return (state.last_contact or state.since) + timing.silence_limit
+        return (state.last_signal or state.since) + timing.silence_limit
     if state.status in (ONLINE, RECONNECTING):
         started = state.grace_started if state.grace_started is not None else state.since
         grace_end = started + timing.grace(state.guest)
-        if state.last_contact is not None:
-            grace_end = max(grace_end, state.last_contact + timing.heartbeat_grace_period)
+        if state.last_signal is not None:
+            grace_end = max(grace_end, state.last_signal + timing.heartbeat_grace_period)
         return grace_end
     return None
 
@@ -167,6 +174,7 @@ def on_connect(state: ClientState, message: Connect, timing: Timing) -> Step:
     contact = {
         "sockets": state.sockets | {message.sid},
         "last_contact": now,
+        "last_signal": now,
         "ip": message.ip or state.ip,
     }
     if state.status == ONLINE:
@@ -184,6 +192,7 @@ def on_heartbeat(state: ClientState, message: Heartbeat, timing: Timing) -> Step
         "sockets": state.sockets | {message.sid},
         "last_seen": now,
         "last_contact": now,
+        "last_signal": now,
         "ip": message.ip or state.ip,
     }
     if state.status == ONLINE:
@@ -217,6 +226,7 @@ def on_tick(state: ClientState, message: Tick, timing: Timing) -> Step:
 
 
 def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing) -> Step:
+    """The socket answered: the client is responsive, but no heartbeat deadline moves."""
     return replace(state, last_contact=message.now), (Touched(),)
 
 

@@ -38,10 +38,15 @@ log = logging.getLogger("presence.sockets")
 
 @dataclass(frozen=True)
 class Reply:
-    """One answer to one request: the ack if asked for, else event `event` to the socket."""
+    """One answer to one request: the ack if asked for, else event `event` to the socket.
+
+    `ack_only` replies are sent only as an ack: for a rejected event whose answer is the `error`
+    event itself, which `SocketEvents._error` has already emitted.
+    """
 
     event: str
     payload: dict[str, Any]
+    ack_only: bool = False
 
 
 class ReplyServer(socketio.Server):
@@ -51,7 +56,8 @@ class ReplyServer(socketio.Server):
         result = server._trigger_event(data[0], namespace, sid, *data[1:])
         if isinstance(result, Reply):
             if id is None:
-                server.emit(result.event, result.payload, to=sid, namespace=namespace)
+                if not result.ack_only:
+                    server.emit(result.event, result.payload, to=sid, namespace=namespace)
                 return
             result = result.payload
         if result is self.not_handled or id is None:
@@ -159,7 +165,8 @@ class SocketEvents:
             except RateLimited:
                 payload = self._error(sid, event, "rate_limited",
                                       f"more than {self.rate:g} events per second; dropped")
-                return Reply("error", {**payload, "status": "error", "shouldReconnect": False})
+                return Reply("error", {**payload, "status": "error", "shouldReconnect": False},
+                             ack_only=True)
             except Invalid as problem:
                 self._error(sid, event, problem.code, str(problem))
                 return error_reply(str(problem), problem.code)
@@ -181,7 +188,7 @@ class SocketEvents:
                     "serverStatus": "error", "timestamp": iso(self._now()), "message": message,
                     "code": code})
             return Reply("error", {"status": "error", "code": code, "message": message,
-                                   "event": event})
+                                   "event": event}, ack_only=True)
 
         return reply
 

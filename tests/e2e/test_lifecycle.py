@@ -200,10 +200,6 @@ def test_silent_client_goes_offline_after_the_silence_limit(
     run_silent_client(server, connect, transport, unique("silent"), limit)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: an answered (or auto-acked) connection_check moves last_contact, and the "
-    "heartbeat_timeout deadline is last_contact + silence limit (actors/state.py deadline, "
-    "on_check_answered), so a client that never heartbeats stays online forever"))
 def test_silent_client_goes_offline_although_its_library_acks_connection_checks(
         server_for, connect, transport, unique):
     """python-socketio (like any client with a handler that takes the ack) acks every

@@ -118,16 +118,9 @@ def idle_keepalive_connection(server):
 QUICK_EXIT = 2.0
 
 
-GUNICORN_WAITS = pytest.mark.xfail(strict=True, reason=(
-    "server bug: under the Procfile (gunicorn gevent worker) SIGTERM runs the graceful shutdown, "
-    "then gunicorn waits up to graceful_timeout=25s for every open HTTP connection (an idle "
-    "keep-alive or an abandoned long-poll) before the worker exits: shutdown.timeout is not "
-    "enforced (presence_server/gunicorn_hooks.py)"))
-
-
 @pytest.mark.parametrize("procfile", [
     pytest.param(False, id="presence-server"),
-    pytest.param(True, id="procfile", marks=GUNICORN_WAITS)])
+    pytest.param(True, id="procfile")])
 @pytest.mark.parametrize("obstacle", ["idle-keepalive-http", "vanished-polling-client"])
 def test_sigterm_exits_within_shutdown_timeout_despite_idle_connections(
         make_server, connect, unique, procfile, obstacle):

@@ -117,15 +117,7 @@ REPLY_EVENT = {"heartbeat": "heartbeat_response",
                "client_status_request": "server_status_response"}
 
 
-DUPLICATE_ERROR = pytest.mark.xfail(strict=True, reason=(
-    "server bug: a rejected emit (no ack) of an event whose reply is 'error' gets two `error` "
-    "events: SocketEvents._error() emits one, then the error Reply is emitted as event 'error' "
-    "again (web/sockets.py _error_reply_for / ReplyServer)"))
-
-
-@pytest.mark.parametrize("event", [
-    pytest.param(event, marks=[DUPLICATE_ERROR] if event not in REPLY_EVENT else [])
-    for event in BAD_PAYLOADS])
+@pytest.mark.parametrize("event", list(BAD_PAYLOADS))
 def test_malformed_payload_without_ack_gets_one_error_event(
         server, connect, transport, unique, event):
     name = unique("e")

@@ -140,12 +140,14 @@ class TestMissedHeartbeats:
         state, _ = run(state, Tick(T0 + 60), timing=timing)
         assert state.reason == "heartbeat_timeout"
 
-    def test_answering_a_connection_check_counts_as_contact(self):
+    def test_answering_a_connection_check_is_contact_but_not_a_heartbeat(self):
         state, effects = run(online(), CheckAnswered("s1", T0 + 80))
         assert effects == [Touched()] and state.last_seen is None
-        state, _ = run(state, Tick(T0 + 90))
-        assert state.status == "online"
-        assert deadline(state, TIMING) == T0 + 80 + 90
+        assert state.last_contact == T0 + 80
+        assert deadline(state, TIMING) == T0 + 90
+        state, effects = run(state, Tick(T0 + 90))
+        assert (state.status, state.reason) == ("offline", "heartbeat_timeout")
+        assert CloseSockets(frozenset({"s1"})) in effects
 
 
 class TestReconnectGrace:
