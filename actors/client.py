@@ -13,12 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-
 from . import state as machine
 from .clock import Cancelable, Clock, Scheduler
 from .feed import PresenceFeed
 from .messages import ActorDied, ClientIdle, GetState, Retire, Tick
+from .ondemand import OnDemandActor
 
 log = logging.getLogger("presence.actors")
 
@@ -46,8 +45,8 @@ class ActorContext:
     supervisor: Any  # the supervisor's ActorRef (tell only)
 
 
-class ClientActor(pykka.ThreadingActor):
-    use_daemon_thread = True  # non-daemon threads make start-up grow quadratically
+class ClientActor(OnDemandActor):
+    """One client: runs only while it has mail (no parked greenlet per idle client)."""
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> Any:
@@ -113,6 +112,9 @@ class ClientActor(pykka.ThreadingActor):
             if isinstance(effect, machine.StatusChanged):
                 record = record or after.to_record(self.context.timing)
                 feed.status_changed(record, effect.previous)
+            elif isinstance(effect, machine.Contacted):
+                record = record or after.to_record(self.context.timing)
+                feed.contacted(record)
             elif isinstance(effect, machine.Touched):
                 record = record or after.to_record(self.context.timing)
                 feed.touched(record)
