@@ -127,6 +127,14 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class SendChecks:
+    """One slice of a sweep's `connection_check`s: (sid, client name) pairs to check now."""
+
+    sockets: tuple[tuple[str, str], ...]
+    now: float
+
+
+@dataclass(frozen=True)
 class GuestCleanup:
     now: float
 

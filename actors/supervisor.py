@@ -2,9 +2,10 @@
 
 - spawns a client actor on first contact (from the stored record when there is one), retires
   it when it goes idle, restarts it from its last state when it dies;
-- every `connection_check_interval`: sends `connection_check` to every connected socket,
-  reconciles actors with live sockets, and runs the `offline_timeout` backstop on stored
-  records no actor holds;
+- every `connection_check_interval`: sends `connection_check` to every connected socket (in
+  slices spread over most of the interval, so 20,000 checks and their answers never arrive as
+  one burst), reconciles actors with live sockets, and runs the `offline_timeout` backstop on
+  stored records no actor holds;
 - every `guests.cleanup_interval`: deletes offline guests; every `stats_log_interval`: logs
   the `Connection Stats` line;
 - at start-up: purges this node's leftover guests, brings stored online/reconnecting clients
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -39,6 +41,7 @@ from .messages import (
     Restore,
     Retire,
     Route,
+    SendChecks,
     Shutdown,
     ShutdownAll,
     Sweep,
@@ -48,6 +51,9 @@ from .stats import compute_stats
 log = logging.getLogger("presence.supervisor")
 
 CHECK_RESPONSE_WINDOW = 30.0  # seconds a client has to answer `connection_check` (seed 000)
+CHECK_SPREAD = 0.8  # share of connection_check_interval the checks of one sweep are spread over
+CHECK_SLICE_PERIOD = 0.1  # seconds between two slices of checks, at least
+CHECK_SLICE_MIN = 50  # sockets per slice, at least (a small node checks everyone at once)
 
 
 class SocketPort(Protocol):
@@ -55,6 +61,9 @@ class SocketPort(Protocol):
 
     def live_sockets(self) -> Mapping[str, str]:
         """sid -> client name of every registered socket on this node."""
+
+    def name_of(self, sid: str) -> str | None:
+        """The client name a live socket registered, or None when it is gone (O(1))."""
 
     def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
         """Send `connection_check`; an answer reaches the client actor as `CheckAnswered`."""
@@ -88,6 +97,7 @@ class Supervisor(pykka.ThreadingActor):
         self.sockets = sockets
         self.node = node
         self._timers: dict[str, Any] = {}
+        self._check_timers: list[Any] = []
         self._stopping = False
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -98,8 +108,12 @@ class Supervisor(pykka.ThreadingActor):
         self._every("stats", self.intervals.stats_log, LogStats)
 
     def on_stop(self) -> None:
-        for timer in self._timers.values():
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        for timer in [*self._timers.values(), *self._check_timers]:
             timer.cancel()
+        self._check_timers = []
 
     def _every(self, key: str, interval: float, message_type: type) -> None:
         if self._stopping:
@@ -127,6 +141,7 @@ class Supervisor(pykka.ThreadingActor):
             ClientIdle: self._client_idle,
             ActorDied: self._actor_died,
             Sweep: self._sweep,
+            SendChecks: self._send_checks,
             GuestCleanup: self._guest_cleanup,
             LogStats: self._log_stats,
             Recover: self._recover,
@@ -213,10 +228,34 @@ class Supervisor(pykka.ThreadingActor):
                 self._route(Route(name, Connect(sid, None, now)))
 
     def _send_connection_checks(self, now: float) -> None:
-        for sid, name in self.sockets.live_sockets().items():
-            self.sockets.send_check(sid, name, {
-                "client_name": name, "timestamp": iso(now),
-                "expect_response_within": int(CHECK_RESPONSE_WINDOW * 1000)})
+        """Check every live socket: the first slice now, the others spread over the interval."""
+        live = tuple(self.sockets.live_sockets().items())
+        if not live:
+            return
+        spread = self.intervals.connection_check * CHECK_SPREAD
+        slices = max(1, min(math.ceil(len(live) / CHECK_SLICE_MIN),
+                            int(spread / CHECK_SLICE_PERIOD)))
+        size = math.ceil(len(live) / slices)
+        ref, clock, scheduler = self.actor_ref, self.context.clock, self.context.scheduler
+        self._check_timers = []
+        for index, start in enumerate(range(0, len(live), size)):
+            batch = live[start:start + size]
+            if index == 0:
+                self._send_checks(SendChecks(batch, now))
+                continue
+            self._check_timers.append(scheduler.call_later(
+                spread * index / slices,
+                lambda batch=batch: ref.tell(SendChecks(batch, clock.now()))
+                if ref.is_alive() else None))
+
+    def _send_checks(self, message: SendChecks) -> None:
+        if self._stopping:
+            return
+        payload = {"timestamp": iso(message.now),
+                   "expect_response_within": int(CHECK_RESPONSE_WINDOW * 1000)}
+        for sid, name in message.sockets:
+            if self.sockets.name_of(sid) == name:  # still connected, still the same client
+                self.sockets.send_check(sid, name, {"client_name": name, **payload})
 
     def _offline_backstop(self, now: float) -> None:
         store = self.context.feed.store
@@ -277,8 +316,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def _shutdown_all(self, message: ShutdownAll) -> int:
         self._stopping = True
-        for timer in self._timers.values():
-            timer.cancel()
+        self._cancel_timers()
         futures = [entry.ref.ask(Shutdown(message.now), block=False)
                    for entry in self.directory.values() if entry.ref.is_alive()]
         for future in futures:

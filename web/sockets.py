@@ -117,6 +117,10 @@ class SocketEvents:
         """sid -> client name, for every registered socket (read by the supervisor's sweep)."""
         return {sid: s.name for sid, s in list(self.sessions.items()) if s.name is not None}
 
+    def name_of(self, sid: str) -> str | None:
+        session = self.sessions.get(sid)
+        return session.name if session is not None else None
+
     def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
         """Send `connection_check`; an ack counts as an answer, like the response event."""
         def answered(*_: Any) -> None:

@@ -30,6 +30,7 @@ class Recorder:
     emitted: list[tuple[str, Any, Any]] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)
+    check_times: list[str] = field(default_factory=list)
     live: dict[str, str] = field(default_factory=dict)
     fail_emits: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,9 +50,13 @@ class Recorder:
     def live_sockets(self) -> dict[str, str]:
         return dict(self.live)
 
+    def name_of(self, sid: str) -> str | None:
+        return self.live.get(sid)
+
     def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
             self.checks.append((sid, name))
+            self.check_times.append(payload["timestamp"])
 
     def statuses(self, name: str) -> list[tuple[str, str, int]]:
         with self.lock:

@@ -19,7 +19,7 @@ from actors.messages import (
 )
 from store.records import ClientRecord
 
-from .conftest import TIMING
+from .conftest import INTERVALS, TIMING
 
 
 def walk(world, seconds: float, step: float = 1.0) -> None:
@@ -137,6 +137,24 @@ def test_sweep_checks_live_sockets_and_reconciles(world):
     assert sorted(world.sockets.checks) == [("s1", "alice"), ("s3", "carol")]
     assert world.state("bob").status == "reconnecting"
     assert world.state("carol").status == "online"
+
+
+def test_sweep_spreads_many_checks_over_the_interval(world):
+    for n in range(1000):
+        world.sockets.live[f"s{n}"] = f"c{n}"
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    first = len(world.sockets.checks)
+    assert 50 <= first < 1000, "the first slice goes at once, the rest later"
+    world.sockets.live["s999"] = "someone-else"  # the sid now names another client
+    gone = ["s999", *(f"s{n}" for n in range(500, 600))]
+    for sid in gone[1:]:  # sockets that close before their slice are not checked
+        world.sockets.live.pop(sid)
+    walk(world, INTERVALS.connection_check * 0.8)
+    checked = [sid for sid, _ in world.sockets.checks]
+    assert len(checked) == len(set(checked)) == 1000 - len(gone)
+    assert not set(gone) & set(checked[first:])
+    assert len(set(world.sockets.check_times)) >= 5, "checks went out at many moments"
 
 
 def test_offline_backstop_for_records_no_actor_holds(world):
