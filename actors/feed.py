@@ -74,6 +74,10 @@ class PresenceFeed:
     def touched(self, record: ClientRecord) -> None:
         self.store.save(record)
 
+    def contacted(self, record: ClientRecord) -> None:
+        """Only contact times moved (the heartbeat path): the store writes it lazily."""
+        self.store.save_contact(record)
+
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)
         self._emit("client_reconnected", {"clientName": name, "timestamp": iso(now)},

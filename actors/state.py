@@ -125,6 +125,11 @@ class Touched:
 
 
 @dataclass(frozen=True)
+class Contacted:
+    """Only contact times moved (a heartbeat or a check answer): persist lazily, it is hot."""
+
+
+@dataclass(frozen=True)
 class CloseSockets:
     sids: frozenset[str]
 
@@ -134,7 +139,7 @@ class Reconnected:
     """Tell watchers `client_reconnected` (seed 000)."""
 
 
-Effect = StatusChanged | Touched | CloseSockets | Reconnected
+Effect = StatusChanged | Touched | Contacted | CloseSockets | Reconnected
 Step = tuple[ClientState, tuple[Effect, ...]]
 
 
@@ -196,7 +201,8 @@ def on_heartbeat(state: ClientState, message: Heartbeat, timing: Timing) -> Step
         "ip": message.ip or state.ip,
     }
     if state.status == ONLINE:
-        return replace(state, **contact), (Touched(),)
+        same = message.sid in state.sockets and contact["ip"] == state.ip
+        return replace(state, **contact), (Contacted() if same else Touched(),)
     if state.status == RECONNECTING:
         new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
                                      **contact)
@@ -227,7 +233,7 @@ def on_tick(state: ClientState, message: Tick, timing: Timing) -> Step:
 
 def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing) -> Step:
     """The socket answered: the client is responsive, but no heartbeat deadline moves."""
-    return replace(state, last_contact=message.now), (Touched(),)
+    return replace(state, last_contact=message.now), (Contacted(),)
 
 
 def on_reconnection_success(state: ClientState, message: ReconnectionSuccess,

@@ -1,15 +1,19 @@
 """The storage interface, and the write buffer every backend shares.
 
 `save()` never waits for the disk or the network: it drops the record into a buffer that a
-background flush writes every `flush_interval` seconds (so many heartbeats of one client cost one
-write). Reads overlay what is still buffered, so callers always see the latest record. A crash
-loses at most the last flush interval.
+background flush writes every `flush_interval` seconds. `save_contact()` is for the hot path, a
+record whose only change is its contact times (a routine heartbeat): it is written at most every
+`contact_flush_interval`, so N clients heartbeating cost N/interval writes, not one per heartbeat.
+Reads overlay what is still buffered, so callers always see the latest record. A crash loses at
+most the last flush interval of status changes, and the last `contact_flush_interval` of
+`last_seen` times (harmless: restored clients get a fresh grace anyway).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
@@ -28,9 +32,12 @@ class Store(ABC):
     kind: str = "abstract"
     shared: bool = False  # True when several nodes see the same records
     flush_interval: float = 0.2
+    contact_flush_interval: float = 5.0
 
     def __init__(self) -> None:
         self._pending: dict[str, ClientRecord] = {}
+        self._contacts: dict[str, ClientRecord] = {}
+        self._contacts_flushed = time.monotonic()
         self._inflight: dict[str, ClientRecord] = {}
         self._pending_transitions: list[Transition] = []
         self._inflight_transitions: list[Transition] = []
@@ -44,9 +51,17 @@ class Store(ABC):
     # --- writes (buffered) ----------------------------------------------------------------------
     def save(self, record: ClientRecord, transition: Transition | None = None) -> None:
         self._pending[record.name] = record
+        self._contacts.pop(record.name, None)
         self._pending_deletes.discard(record.name)
         if transition is not None:
             self._pending_transitions.append(transition)
+
+    def save_contact(self, record: ClientRecord) -> None:
+        """Like `save`, for a record whose only change is its contact times: written lazily."""
+        if record.name in self._pending:
+            self._pending[record.name] = record
+        else:
+            self._contacts[record.name] = record
 
     def delete(self, names: Iterable[str]) -> int:
         """Delete records and their history; answers how many existed."""
@@ -54,13 +69,21 @@ class Store(ABC):
         existing = {record.name for record in self.all() if record.name in names}
         for name in names:
             self._pending.pop(name, None)
+            self._contacts.pop(name, None)
             self._pending_deletes.add(name)
         self.flush()
         return len(existing)
 
-    def flush(self) -> None:
-        """Write everything buffered now (called by the periodic flush and at shutdown)."""
+    def flush(self, contacts: bool = True) -> None:
+        """Write everything buffered now (at shutdown, after deletes, in tests); the periodic
+        flush passes `contacts=False` and includes contact-only records once they are due."""
         with self._flush_lock:
+            now = time.monotonic()
+            if contacts or now - self._contacts_flushed >= self.contact_flush_interval:
+                self._contacts_flushed = now
+                if self._contacts:
+                    self._contacts.update(self._pending)
+                    self._pending, self._contacts = self._contacts, {}
             if not (self._pending or self._pending_transitions or self._pending_deletes):
                 return
             records, self._pending = self._pending, {}
@@ -85,12 +108,14 @@ class Store(ABC):
     def get(self, name: str) -> ClientRecord | None:
         if name in self._pending_deletes:
             return None
-        buffered = self._pending.get(name) or self._inflight.get(name)
+        buffered = (self._pending.get(name) or self._contacts.get(name)
+                    or self._inflight.get(name))
         return buffered if buffered is not None else self._read_one(name)
 
     def all(self) -> list[ClientRecord]:
         records = {record.name: record for record in self._read_all()}
         records.update(self._inflight)
+        records.update(self._contacts)
         records.update(self._pending)
         for name in self._pending_deletes:
             records.pop(name, None)
@@ -115,7 +140,7 @@ class Store(ABC):
 
     def _periodic_flush(self) -> None:
         try:
-            self.flush()
+            self.flush(contacts=False)
         except Exception:
             log.exception("periodic store flush failed")
         self._arm()

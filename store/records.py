@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,12 +39,12 @@ class ClientRecord:
     grace_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # flat fields only: cheaper than dataclasses.asdict, which deep-copies
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClientRecord:
-        known = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        return cls(**{key: value for key, value in data.items() if key in _RECORD_FIELDS})
 
     def public(self) -> dict[str, Any]:
         """The record as the HTTP API and watch snapshots show it (ISO times)."""
@@ -62,6 +62,9 @@ class ClientRecord:
             "connections": self.connections,
             "version": self.version,
         }
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(ClientRecord))
 
 
 @dataclass(frozen=True)

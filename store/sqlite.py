@@ -116,6 +116,10 @@ class SqliteStore(Store):
         self._records[record.name] = record
         super().save(record, transition)
 
+    def save_contact(self, record: ClientRecord) -> None:
+        self._records[record.name] = record
+        super().save_contact(record)
+
     def delete(self, names) -> int:
         names = set(names)
         deleted = super().delete(names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +23,7 @@ from actors.messages import (
 from actors.state import (
     ClientState,
     CloseSockets,
+    Contacted,
     Reconnected,
     StatusChanged,
     Timing,
@@ -91,10 +93,20 @@ class TestHeartbeat:
         assert (state.status, state.reason, state.last_seen) == ("online", "heartbeat", T0)
         assert changes(effects) == [StatusChanged(None)]
 
-    def test_heartbeat_while_online_only_touches(self):
+    def test_heartbeat_while_online_from_a_new_address_touches(self):
         state, effects = run(online(), Heartbeat("s1", "1.2.3.4", T0 + 30))
         assert state.version == 1 and effects == [Touched()]
         assert state.last_seen == T0 + 30 and state.ip == "1.2.3.4"
+
+    def test_routine_heartbeat_only_moves_contact_times(self):
+        state, effects = run(online(), Heartbeat("s1", None, T0 + 30))
+        assert state.version == 1 and effects == [Contacted()]
+        assert state.last_seen == state.last_contact == state.last_signal == T0 + 30
+        assert state.ip == "10.0.0.1"
+
+    def test_heartbeat_on_another_socket_touches(self):
+        state, effects = run(online(), Heartbeat("s2", None, T0 + 30))
+        assert effects == [Touched()] and state.sockets == {"s1", "s2"}
 
     def test_heartbeat_moves_the_silence_deadline(self):
         state = online()
@@ -142,7 +154,7 @@ class TestMissedHeartbeats:
 
     def test_answering_a_connection_check_is_contact_but_not_a_heartbeat(self):
         state, effects = run(online(), CheckAnswered("s1", T0 + 80))
-        assert effects == [Touched()] and state.last_seen is None
+        assert effects == [Contacted()] and state.last_seen is None
         assert state.last_contact == T0 + 80
         assert deadline(state, TIMING) == T0 + 90
         state, effects = run(state, Tick(T0 + 90))
@@ -314,6 +326,10 @@ def test_invariants_hold_for_every_sequence(sequence):
             assert state.status != before.status or state.reason != before.reason
         else:
             assert state.version == before.version and state.status == before.status
+        if Contacted() in effects:
+            assert effects == (Contacted(),)
+            assert replace(state, last_seen=before.last_seen, last_contact=before.last_contact,
+                           last_signal=before.last_signal) == before
         assert not (state.status == "offline" and state.sockets)
         if state.status == "reconnecting":
             assert not state.sockets

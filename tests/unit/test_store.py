@@ -98,3 +98,55 @@ def test_a_failed_write_keeps_the_data_for_the_next_flush(tmp_path):
     assert reopened.get("a").version == 2 and len(reopened.transitions("a")) == 1
     store.close()
     reopened.close()
+
+
+def stored_last_seen(path, name):
+    row = sqlite3.connect(path).execute(
+        "SELECT json_extract(data, '$.last_seen') FROM clients WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def test_contact_only_saves_are_visible_at_once_and_written_lazily(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.contact_flush_interval = 3600.0
+    store.save(record("a", last_seen=1.0))
+    store.flush(contacts=False)
+    store.save_contact(record("a", last_seen=2.0))
+    assert store.get("a").last_seen == 2.0 and store.all() == [record("a", last_seen=2.0)]
+    store.flush(contacts=False)  # the periodic flush: contacts are not due yet
+    assert stored_last_seen(path, "a") == 1.0
+    store.contact_flush_interval = 0.0
+    store.flush(contacts=False)  # now they are
+    assert stored_last_seen(path, "a") == 2.0
+    store.close()
+
+
+def test_a_status_change_after_a_contact_save_wins_and_close_writes_contacts(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.contact_flush_interval = 3600.0
+    store.save_contact(record("a", last_seen=5.0))
+    store.save(record("a", status="reconnecting", version=2, last_seen=5.0))
+    store.save_contact(record("b", last_seen=7.0))
+    store.flush(contacts=False)
+    assert store.get("a").status == "reconnecting" and stored_last_seen(path, "a") == 5.0
+    assert stored_last_seen(path, "b") is None
+    store.save_contact(record("b", last_seen=8.0))
+    store.delete(["zzz"])  # any full flush writes the waiting contacts too
+    assert stored_last_seen(path, "b") == 8.0
+    store.save_contact(record("b", last_seen=9.0))
+    store.close()
+    assert stored_last_seen(path, "b") == 9.0
+
+
+def test_deleting_a_client_drops_its_waiting_contact_save(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.save(record("a"))
+    store.flush()
+    store.save_contact(record("a", last_seen=3.0))
+    assert store.delete(["a"]) == 1
+    assert store.get("a") is None and store.all() == []
+    store.flush()
+    assert store.get("a") is None
+    store.close()
