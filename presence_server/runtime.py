@@ -22,6 +22,7 @@ from store import open_store
 from store.records import iso
 from web.identity import Identities
 
+from . import gctuning
 from .config import Config
 
 log = logging.getLogger("presence.runtime")
@@ -84,6 +85,7 @@ class Runtime:
         self.timing = timing_from(config)
         self.supervisor = Supervisor.start(
             self.directory, self._actor_context, intervals_from(config), self.events, self.node)
+        self.gc = gctuning.GcMonitor()
 
     def _actor_context(self, supervisor_ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
@@ -99,7 +101,16 @@ class Runtime:
         """Start flushing the store and run start-up recovery."""
         self.store.start(self.scheduler)
         self.supervisor.ask(Recover(self.clock.now()), timeout=60)
+        gctuning.tune()
+        self.gc.install()
         log.info("node %s ready (store: %s)", self.node, self.store.kind)
+
+    def internals(self) -> dict[str, Any]:
+        """Actor count, mail waiting in client mailboxes, garbage-collector pauses."""
+        mailbox = 0
+        for entry in list(self.directory.values()):
+            mailbox += entry.ref.actor_inbox.qsize()
+        return {"actors": len(self.directory), "mailbox": mailbox, "gc": self.gc.snapshot()}
 
     def shutdown(self) -> None:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""
@@ -150,6 +161,7 @@ class Runtime:
             self.store.close()
         except Exception:
             log.exception("could not close the store cleanly")
+        self.gc.uninstall()
         log.info("shutdown complete")
 
     @staticmethod

@@ -101,7 +101,7 @@ def stats():
     node = runtime()
     body = compute_stats(node.store.all(), node.clock.now(), stats_window())
     body["uptime"] = round(node.uptime(), 3)
-    body["actors"] = len(node.directory)
+    body.update(node.internals())
     return jsonify(body)
 
 

@@ -134,6 +134,12 @@ def test_stats(server, connect, unique):
     assert stats["guests"] == sum(c["guest"] for c in listing)
     assert stats["connections"] == sum(c["connections"] for c in listing)
     assert 1 <= stats["responsive"] <= stats["online"]
+    assert stats["actors"] >= 1 and stats["mailbox"] >= 0
+    gc = stats["gc"]
+    assert len(gc["collections"]) == 3 and all(n >= 0 for n in gc["collections"])
+    assert gc["pause_total_ms"] >= gc["pause_max_ms"] >= 0
+    assert gc["frozen"] > 0, "start-up objects are frozen out of the collector's reach"
+    assert gc["thresholds"][0] > 700, "collection thresholds are raised"
 
 
 def test_status_page_lists_clients(server, connect, unique):
