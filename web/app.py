@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 from flask_socketio import SocketIO
 
+from . import pings
 from .api import api
 from .page import page
 from .sockets import ReplyServer, SocketEvents
@@ -23,6 +24,7 @@ def _async_mode() -> str:
 
 def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
     """Build the Flask app for `runtime`; the Socket.IO handlers talk to its actors."""
+    pings.install()  # Engine.IO pings on hub timers: no sleeping greenlet per socket
     app = Flask(__name__)
     app.json.sort_keys = False
     app.extensions["presence"] = runtime
