@@ -129,20 +129,30 @@ class Runtime:
             "timestamp": iso(self.clock.now()),
             "reconnectAfter": int(shutdown["reconnect_after"] * 1000),
         }
-        for sid in list(self.events.sessions):
+        started = time.monotonic()
+        sockets = list(self.events.sessions)
+        for sid in sockets:
             self.server.emit("server_shutdown", notice, to=sid)
+        log.info("graceful shutdown: server_shutdown sent to %d sockets in %.2fs", len(sockets),
+                 time.monotonic() - started)
         self._sleep(shutdown["notice_delay"])
+        started = time.monotonic()
         try:
             stopped = self.supervisor.ask(ShutdownAll(self.clock.now()),
                                           timeout=max(1.0, shutdown["timeout"] / 2))
-            log.info("graceful shutdown: %s client actors stored as reconnecting", stopped)
+            log.info("graceful shutdown: %s client actors stored as reconnecting in %.2fs",
+                     stopped, time.monotonic() - started)
         except Exception:
             log.exception("graceful shutdown: the supervisor did not finish in time")
-        for sid in list(self.events.sessions):
+        started = time.monotonic()
+        sockets = list(self.events.sessions)
+        for sid in sockets:
             try:
                 self.server.disconnect(sid)
             except Exception:
                 log.debug("socket %s was already closed", sid)
+        log.info("graceful shutdown: %d sockets closed in %.2fs", len(sockets),
+                 time.monotonic() - started)
         self.close()
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from flask_socketio import SocketIO
 from . import pings
 from .api import api
 from .page import page
+from .rooms import IndexedManager
 from .sockets import ReplyServer, SocketEvents
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
         # Handlers never block (the store is in memory, actors are told, not asked), so run them
         # inline in the socket's reader instead of one new greenlet per event.
         async_handlers=False,
+        # Disconnects in O(the socket's rooms), not O(all sockets): see web/rooms.py.
+        client_manager=IndexedManager(),
     )
     # Replies go out as the ack when the client asked for one, else as the named event.
     socketio.server.__class__ = ReplyServer
