@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -155,7 +157,10 @@ class Context:
         if self.redis is not None and self.redis.poll() is None:
             self.redis.terminate()
             self.redis.wait(timeout=10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if os.environ.get("PRESENCE_BENCH_KEEP"):
+            print(f"bench: kept servers' logs and stores in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class StatsPoller:

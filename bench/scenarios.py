@@ -92,7 +92,7 @@ def capacity(ctx: Context) -> dict[str, Any]:
     n = o.clients_for("capacity")
     rate = n / o.heartbeat
     settings = Settings(heartbeat_interval=o.heartbeat, gc_trace=o.gc_trace,
-                        ours_overlay=o.overlay())
+                        log_level=o.log_level, ours_overlay=o.overlay())
     calib = calibrate(ctx, n, rate, o.calib_seconds) if o.calibrate else {"status": "off"}
     runs = []
     for rep in range(o.repeat):
@@ -185,7 +185,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
     o = ctx.opts
     n = o.clients_for("throughput")
     settings = Settings(heartbeat_interval=n / o.rate_start, gc_trace=o.gc_trace,
-                        ours_overlay=o.overlay())
+                        log_level=o.log_level, ours_overlay=o.overlay())
     runs = []
     for rep in range(o.repeat):
         for kind in ctx.servers:
@@ -351,7 +351,7 @@ def offline(ctx: Context) -> dict[str, Any]:
               "connection_check_interval": 30.0}
     overlay = o.overlay()
     overlay.setdefault("monitoring", {}).update(timing)
-    settings = Settings(heartbeat_interval=hb, ours_overlay=overlay)
+    settings = Settings(heartbeat_interval=hb, ours_overlay=overlay, log_level=o.log_level)
     runs = []
     for rep in range(o.repeat):
         if "ours" not in ctx.servers:
@@ -484,7 +484,8 @@ def _count(items: Any) -> dict[str, int]:
 def restart(ctx: Context) -> dict[str, Any]:
     o = ctx.opts
     n = o.clients_for("restart")
-    settings = Settings(heartbeat_interval=o.heartbeat, ours_overlay=o.overlay())
+    settings = Settings(heartbeat_interval=o.heartbeat, ours_overlay=o.overlay(),
+                        log_level=o.log_level)
     runs = []
     for rep in range(o.repeat):
         if "ours" not in ctx.servers:
