@@ -4,6 +4,10 @@ Usage: ``python -m bench.servers.gc_trace OUT.jsonl MODULE [ARGS…]`` runs ``py
 in this process, timing every collection with ``gc.callbacks``. Every full (generation 2)
 collection and every pause of 5 ms or more is appended to OUT.jsonl as it happens; totals per
 generation are appended at exit. Used to see our server's GC pauses, which it does not expose.
+
+With ``GC_TRACE_CENSUS=1`` each traced collection also records what the collected generations held
+when it started: object count, the commonest types, and the containers with the most referents
+(to see *why* a collection was slow; the census itself is not counted in the pause).
 """
 
 from __future__ import annotations
@@ -11,10 +15,26 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import os
 import runpy
 import sys
 import time
+from collections import Counter
 from typing import Any
+
+CENSUS = bool(os.environ.get("GC_TRACE_CENSUS"))
+
+
+def census(generation: int) -> dict[str, Any]:
+    """What generations 0..`generation` hold right now (diagnostic; costs milliseconds)."""
+    objects = [o for g in range(generation + 1) for o in gc.get_objects(g)]
+    types = Counter(type(o).__name__ for o in objects)
+    widest = sorted(((len(gc.get_referents(o)), type(o).__name__) for o in objects),
+                    reverse=True)[:5]
+    edges = sum(len(gc.get_referents(o)) for o in objects)
+    del objects
+    return {"objects": sum(types.values()), "edges": edges, "types": types.most_common(8),
+            "widest": widest}
 
 
 class Tracer:
@@ -23,12 +43,14 @@ class Tracer:
     def __init__(self, path: str) -> None:
         self.out = open(path, "a", buffering=1)  # noqa: SIM115 - closed at exit
         self.started = 0.0
+        self.census: dict[str, Any] | None = None
         self.counts = [0, 0, 0]
         self.total_ms = [0.0, 0.0, 0.0]
         self.max_ms = [0.0, 0.0, 0.0]
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            self.census = census(int(info.get("generation", 0))) if CENSUS else None
             self.started = time.perf_counter()
             return
         ms = (time.perf_counter() - self.started) * 1000.0
@@ -37,8 +59,11 @@ class Tracer:
         self.total_ms[gen] += ms
         self.max_ms[gen] = max(self.max_ms[gen], ms)
         if gen == 2 or ms >= 5.0:
-            self.out.write(json.dumps({"t": time.time(), "gen": gen, "ms": round(ms, 3),
-                                       "collected": info.get("collected")}) + "\n")
+            row = {"t": time.time(), "gen": gen, "ms": round(ms, 3),
+                   "collected": info.get("collected")}
+            if self.census is not None:
+                row["census"] = self.census
+            self.out.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
         self.out.write(json.dumps({"summary": True, "t": time.time(), "counts": self.counts,
