@@ -33,15 +33,35 @@ class SystemClock:
 
 
 class _GeventTimer:
-    __slots__ = ("_greenlet",)
+    """A libev timer on the hub; when due, the callback runs in a fresh raw greenlet.
+
+    Cheaper than `gevent.spawn_later` (a `Greenlet` parked for the whole delay, with its spawning
+    stack): a client actor keeps one of these armed for its whole life. `cancel()` before it
+    fires stops it; once fired, the callback runs to completion.
+    """
+
+    __slots__ = ("_watcher", "_callback")
 
     def __init__(self, delay: float, callback: Callable[[], None]) -> None:
         import gevent
 
-        self._greenlet = gevent.spawn_later(max(delay, 0.0), callback)
+        self._callback: Callable[[], None] | None = callback
+        self._watcher = gevent.get_hub().loop.timer(max(delay, 0.0))
+        self._watcher.start(_fire_gevent_timer, self)
 
     def cancel(self) -> None:
-        self._greenlet.kill(block=False)
+        self._callback = None
+        self._watcher.close()
+
+
+def _fire_gevent_timer(timer: _GeventTimer) -> None:
+    # runs in the hub: must not block, so hand the callback to its own greenlet
+    import gevent
+
+    callback, timer._callback = timer._callback, None
+    timer._watcher.close()
+    if callback is not None:
+        gevent.spawn_raw(callback)
 
 
 class _ThreadTimer:
