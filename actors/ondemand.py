@@ -42,9 +42,18 @@ def _spawner() -> Callable[[Callable[[], None]], None]:
 
 
 class Mailbox:
-    """A FIFO inbox that wakes its actor when mail reaches it while idle."""
+    """A FIFO inbox that wakes its actor when mail reaches it while idle.
+
+    `Mailbox.waiting()` is the mail waiting in every mailbox together, kept as it moves (so
+    `/api/stats` need not visit every actor); exact under gevent, approximate with real threads.
+    """
 
     __slots__ = ("_items", "_lock", "_running", "_worker", "_spawn")
+    _waiting_total = 0
+
+    @classmethod
+    def waiting(cls) -> int:
+        return max(0, cls._waiting_total)
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
@@ -64,6 +73,7 @@ class Mailbox:
     def put(self, envelope: Any, block: bool = True, timeout: float | None = None) -> None:
         with self._lock:
             self._items.append(envelope)
+            Mailbox._waiting_total += 1
             if self._running or self._worker is None:
                 return
             self._running = True
@@ -73,12 +83,15 @@ class Mailbox:
         """The next envelope, or None (and the worker must end) when the mailbox is empty."""
         with self._lock:
             if self._items:
+                Mailbox._waiting_total -= 1
                 return self._items.popleft()
             self._running = False
             return None
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return self._items.popleft()
+        envelope = self._items.popleft()
+        Mailbox._waiting_total -= 1
+        return envelope
 
     def empty(self) -> bool:
         return not self._items

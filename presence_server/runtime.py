@@ -16,6 +16,7 @@ from actors.client import ActorContext, ClientEntry
 from actors.clock import Clock, RealScheduler, Scheduler, SystemClock
 from actors.feed import PresenceFeed
 from actors.messages import Recover, ShutdownAll
+from actors.ondemand import Mailbox
 from actors.state import Timing
 from actors.supervisor import Intervals, Supervisor
 from store import open_store
@@ -86,6 +87,7 @@ class Runtime:
         self.supervisor = Supervisor.start(
             self.directory, self._actor_context, intervals_from(config), self.events, self.node)
         self.gc = gctuning.GcMonitor()
+        self.gc_pacer = gctuning.GcPacer(self.scheduler)
 
     def _actor_context(self, supervisor_ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
@@ -101,16 +103,17 @@ class Runtime:
         """Start flushing the store and run start-up recovery."""
         self.store.start(self.scheduler)
         self.supervisor.ask(Recover(self.clock.now()), timeout=60)
-        gctuning.tune()
+        self.gc.frozen_at_start = gctuning.tune()
         self.gc.install()
+        self.gc_pacer.start()
         log.info("node %s ready (store: %s)", self.node, self.store.kind)
 
     def internals(self) -> dict[str, Any]:
-        """Actor count, mail waiting in client mailboxes, garbage-collector pauses."""
-        mailbox = 0
-        for entry in list(self.directory.values()):
-            mailbox += entry.ref.actor_inbox.qsize()
-        return {"actors": len(self.directory), "mailbox": mailbox, "gc": self.gc.snapshot()}
+        """Actor count, mail waiting in client mailboxes, garbage-collector work (all O(1))."""
+        gc_work = self.gc.snapshot()
+        gc_work.update(young_every_s=self.gc_pacer.young_every, freezes=self.gc_pacer.freezes,
+                       thaws=self.gc_pacer.thaws)
+        return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work}
 
     def shutdown(self) -> None:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""
@@ -171,6 +174,7 @@ class Runtime:
             self.store.close()
         except Exception:
             log.exception("could not close the store cleanly")
+        self.gc_pacer.stop()
         self.gc.uninstall()
         log.info("shutdown complete")
 

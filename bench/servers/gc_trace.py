@@ -5,7 +5,7 @@ in this process, timing every collection with ``gc.callbacks``. Every full (gene
 collection and every pause of 5 ms or more is appended to OUT.jsonl as it happens; totals per
 generation are appended at exit. Used to see our server's GC pauses, which it does not expose.
 
-With ``GC_TRACE_CENSUS=1`` each traced collection also records what the collected generations held
+With ``GC_TRACE_CENSUS=1`` each traced young collection also records what generation 0 held
 when it started: object count, the commonest types, and the containers with the most referents
 (to see *why* a collection was slow; the census itself is not counted in the pause).
 """
@@ -50,7 +50,8 @@ class Tracer:
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self.census = census(int(info.get("generation", 0))) if CENSUS else None
+            # young collections only: a census of the older generations takes seconds
+            self.census = census(0) if CENSUS and info.get("generation") == 0 else None
             self.started = time.perf_counter()
             return
         ms = (time.perf_counter() - self.started) * 1000.0
