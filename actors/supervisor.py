@@ -210,20 +210,20 @@ class Supervisor(pykka.ThreadingActor):
             self._every("sweep", self.intervals.connection_check, Sweep)
 
     def _reconcile(self, now: float) -> None:
-        live = self.sockets.live_sockets()
-        by_name: dict[str, set[str]] = {}
-        for sid, name in live.items():
-            by_name.setdefault(name, set()).add(sid)
-        for name, entry in list(self.directory.items()):
+        """Actors ↔ live sockets: two passes over dicts, no per-client allocation (20k clients)."""
+        live = self.sockets.live_sockets()  # sid -> name
+        directory = self.directory
+        for name, entry in list(directory.items()):
             if not entry.ref.is_alive():
                 log.warning("sweep: client actor %s was dead; restarting it", name)
                 entry = self._spawn(entry.state)
-            for sid in entry.state.sockets - by_name.get(name, set()):
-                log.info("sweep: %s had socket %s that is gone", name, sid)
-                entry.ref.tell(Disconnect(sid, now))
-        for name, sids in by_name.items():
-            entry = self.directory.get(name)
-            for sid in sids - (entry.state.sockets if entry else set()):
+            for sid in entry.state.sockets:
+                if live.get(sid) != name:
+                    log.info("sweep: %s had socket %s that is gone", name, sid)
+                    entry.ref.tell(Disconnect(sid, now))
+        for sid, name in live.items():
+            entry = directory.get(name)
+            if entry is None or sid not in entry.state.sockets:
                 log.info("sweep: live socket %s of %s had no actor; registering it", sid, name)
                 self._route(Route(name, Connect(sid, None, now)))
 
