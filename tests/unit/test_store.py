@@ -66,7 +66,7 @@ def test_delete_removes_records_and_history(tmp_path):
 
 
 def test_history_is_capped_per_client(tmp_path):
-    from store.sqlite import HISTORY_PER_CLIENT
+    from store.sqlite import HISTORY_PER_CLIENT, TRIM_SLACK
 
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
     for version in range(1, HISTORY_PER_CLIENT + 51):
@@ -75,7 +75,11 @@ def test_history_is_capped_per_client(tmp_path):
             store.flush()
     store.flush()
     kept = store.transitions("a", limit=10_000)
-    assert len(kept) == HISTORY_PER_CLIENT and kept[-1].version == HISTORY_PER_CLIENT + 50
+    # trimmed back to HISTORY_PER_CLIENT every TRIM_SLACK transitions: never more than slack over
+    assert HISTORY_PER_CLIENT <= len(kept) < HISTORY_PER_CLIENT + TRIM_SLACK
+    assert kept[-1].version == HISTORY_PER_CLIENT + 50
+    assert [t.version for t in kept] == list(range(HISTORY_PER_CLIENT + 51 - len(kept),
+                                                   HISTORY_PER_CLIENT + 51))
     store.close()
 
 
