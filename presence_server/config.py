@@ -106,7 +106,7 @@ def _store_url(value: Any) -> str:
 Parser = Callable[[Any], Any]
 
 SCHEMA: dict[str, dict[str, Parser]] = {
-    "server": {"host": _text},
+    "server": {"host": _text, "gc_thaw_interval": _positive_duration},
     "monitoring": {
         "heartbeat_interval": _positive_duration,
         "max_missed_heartbeats": _positive_int,

@@ -76,6 +76,7 @@ class GcPacer:
         self._scheduler = scheduler
         self.young_every = young_every
         self.freeze_every = max(1, freeze_every)
+        self.thaw_every = thaw_every
         self.thaw_every_ticks = max(1, round(thaw_every / young_every))
         self._gc = collector  # the gc module, or a stand-in in tests
         self._ticks = 0

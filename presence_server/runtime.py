@@ -87,7 +87,8 @@ class Runtime:
         self.supervisor = Supervisor.start(
             self.directory, self._actor_context, intervals_from(config), self.events, self.node)
         self.gc = gctuning.GcMonitor()
-        self.gc_pacer = gctuning.GcPacer(self.scheduler)
+        self.gc_pacer = gctuning.GcPacer(self.scheduler,
+                                         thaw_every=config.server["gc_thaw_interval"])
 
     def _actor_context(self, supervisor_ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
@@ -111,8 +112,9 @@ class Runtime:
     def internals(self) -> dict[str, Any]:
         """Actor count, mail waiting in client mailboxes, garbage-collector work (all O(1))."""
         gc_work = self.gc.snapshot()
-        gc_work.update(young_every_s=self.gc_pacer.young_every, freezes=self.gc_pacer.freezes,
-                       thaws=self.gc_pacer.thaws)
+        pacer = self.gc_pacer
+        gc_work.update(young_every_s=pacer.young_every, freezes=pacer.freezes,
+                       thaws=pacer.thaws, thaw_every_s=pacer.thaw_every)
         return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work}
 
     def shutdown(self) -> None:

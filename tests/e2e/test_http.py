@@ -140,7 +140,7 @@ def test_stats(server, connect, unique):
     assert gc["pause_total_ms"] >= gc["pause_max_ms"] >= 0
     assert gc["frozen_at_start"] > 0, "start-up objects are frozen out of the collector's reach"
     assert gc["thresholds"][0] > 700, "collection thresholds are raised"
-    assert gc["young_every_s"] > 0
+    assert gc["young_every_s"] > 0 and gc["thaw_every_s"] == 3600
     wait_for(lambda: server.get("/api/stats")["gc"]["collections"][0] >= 2,
              timeout=10 * gc["young_every_s"] + 5, message="young collections by the pacer")
 

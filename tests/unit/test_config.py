@@ -9,6 +9,7 @@ from presence_server.config import ConfigError, default_config_path, load_config
 
 SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "server.host": "127.0.0.1",
+    "server.gc_thaw_interval": 3600.0,
     "monitoring.heartbeat_interval": 30.0,
     "monitoring.max_missed_heartbeats": 3,
     "monitoring.heartbeat_grace_period": 60.0,
