@@ -1,0 +1,51 @@
+"""The status page caps its table (the counts still cover every client).
+
+In process: a real Runtime on a temporary SQLite file, Flask's test client, no sockets.
+"""
+
+from __future__ import annotations
+
+import re
+
+from presence_server.config import load_config
+from presence_server.runtime import Runtime
+from store.records import ClientRecord
+from web import page
+
+
+def record(name: str, status: str) -> ClientRecord:
+    return ClientRecord(name=name, status=status, reason="connected", since=100.0,
+                        last_seen=None, last_contact=100.0, ip=None, guest=False, node="n1",
+                        connections=1 if status == "online" else 0, version=1)
+
+
+def test_the_table_is_capped_online_first_and_says_how_many_are_hidden(tmp_path, monkeypatch):
+    config = load_config(environ={"PRESENCE__STORE__URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    runtime = Runtime(config)
+    try:
+        for index in range(20):
+            runtime.store.save(record(f"off-{index:02}", "offline"))
+        for index in range(8):
+            runtime.store.save(record(f"on-{index:02}", "online"))
+        monkeypatch.setattr(page, "MAX_ROWS", 10)
+
+        text = runtime.app.test_client().get("/").get_data(as_text=True)
+
+        names = re.findall(r'data-name="([^"]+)"', text)
+        assert names == [f"on-{i:02}" for i in range(8)] + ["off-00", "off-01"]
+        assert "18 more not shown" in text
+        assert "<b>28</b>clients" in text and "<b>8</b>online" in text
+    finally:
+        runtime.close()
+
+
+def test_no_note_when_everyone_fits(tmp_path):
+    config = load_config(environ={"PRESENCE__STORE__URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    runtime = Runtime(config)
+    try:
+        runtime.store.save(record("solo", "online"))
+        text = runtime.app.test_client().get("/").get_data(as_text=True)
+        assert re.findall(r'data-name="([^"]+)"', text) == ["solo"]
+        assert "more not shown" not in text
+    finally:
+        runtime.close()
