@@ -12,7 +12,7 @@ from typing import Any
 # --- to a client actor ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Connect:
     """A socket registered this client (auth at connect, or its first heartbeat)."""
 
@@ -21,27 +21,27 @@ class Connect:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     sid: str
     ip: str | None
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Disconnect:
     sid: str
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The actor's deadline timer fired at `now`; early (stale) ticks change nothing."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckAnswered:
     """The client answered a `connection_check`: it is responsive."""
 
@@ -49,44 +49,44 @@ class CheckAnswered:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReconnectionSuccess:
     sid: str
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Kick:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Graceful shutdown: store the client as reconnecting (`server_restart`)."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Restore:
     """Start-up recovery: a stored online/reconnecting client gets a fresh grace."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeLost:
     """The node that held this client died (several nodes)."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retire:
     """Asked by the supervisor: stop if idle (offline, no socket); answers whether it did."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GetState:
     """Asked: answers the actor's current `ClientState`."""
 
@@ -94,7 +94,7 @@ class GetState:
 # --- to the supervisor ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     """Deliver `message` to the actor for `name`, spawning it (from the store) if needed."""
 
@@ -104,14 +104,14 @@ class Route:
     display_name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientIdle:
     """A client actor became idle: the supervisor may retire it."""
 
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActorDied:
     """A client actor failed; the supervisor restarts it from `state`."""
 
@@ -119,14 +119,14 @@ class ActorDied:
     state: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sweep:
     """Periodic: `connection_check`, reconciliation and the offline backstop."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendChecks:
     """One slice of a sweep's `connection_check`s: (sid, client name) pairs to check now."""
 
@@ -134,31 +134,31 @@ class SendChecks:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GuestCleanup:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogStats:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recover:
     """Start-up: purge leftover guests, bring stored clients back as reconnecting."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShutdownAll:
     """Asked: store every client as reconnecting, then stop every client actor."""
 
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KickClient:
     """Asked: close a client's sockets and mark it offline (`kicked`); answers found or not."""
 
@@ -166,7 +166,7 @@ class KickClient:
     now: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeleteGuests:
     """Asked: delete guests (all, one id, or those last seen before `before`); answers count."""
 
@@ -175,6 +175,6 @@ class DeleteGuests:
     before: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Census:
     """Asked: answers `{actors, alive, mailbox}` (the client actors the supervisor holds)."""

@@ -35,7 +35,7 @@ from .messages import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timing:
     """The monitoring settings the state machine needs, in seconds."""
 
@@ -55,7 +55,7 @@ class Timing:
         return self.guest_grace_period if guest else self.reconnection_grace_period
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientState:
     """Everything one client actor knows; `status` is None for a never-seen client."""
 
@@ -112,29 +112,29 @@ class ClientState:
 
 
 # Effects: what the actor must do after a step.
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusChanged:
     """Persist, log and tell watchers; `previous` is the status before (None if new)."""
 
     previous: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Touched:
     """Persist the record (no status change): last contact, ip or connections moved."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contacted:
     """Only contact times moved (a heartbeat or a check answer): persist lazily, it is hot."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CloseSockets:
     sids: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reconnected:
     """Tell watchers `client_reconnected` (seed 000)."""
 

@@ -20,7 +20,7 @@ def iso(timestamp: float | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientRecord:
     """What the store keeps per client; times are epoch seconds."""
 
@@ -67,7 +67,7 @@ class ClientRecord:
 _RECORD_FIELDS = tuple(field.name for field in fields(ClientRecord))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One status change of one client, kept as its history."""
 

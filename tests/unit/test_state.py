@@ -316,7 +316,7 @@ def test_invariants_hold_for_every_sequence(sequence):
     """Any three messages, a second apart: the state stays consistent."""
     state = new()
     for offset, message in enumerate(sequence):
-        message = type(message)(**{**message.__dict__, "now": T0 + offset * 61})
+        message = replace(message, now=T0 + offset * 61)
         before = state
         state, effects = step(state, message, TIMING)
         changed = [e for e in effects if isinstance(e, StatusChanged)]
