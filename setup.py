@@ -22,6 +22,7 @@ class BuildWithDefaults(build_py):
 SERVER_REQUIRES = [
     "gevent>=23.9",
     "gevent-websocket>=0.10",
+    "wsaccel>=0.6",  # C unmasking and UTF-8 checks for gevent-websocket (web/frames.py)
     "Flask>=3.0",
     "Flask-SocketIO>=5.3",
     "python-socketio>=5.10",

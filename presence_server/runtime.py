@@ -21,6 +21,7 @@ from actors.state import Timing
 from actors.supervisor import Intervals, Supervisor
 from store import open_store
 from store.records import iso
+from web import frames
 from web.identity import Identities
 
 from . import gctuning
@@ -115,7 +116,8 @@ class Runtime:
         pacer = self.gc_pacer
         gc_work.update(young_every_s=pacer.young_every, freezes=pacer.freezes,
                        thaws=pacer.thaws, thaw_every_s=pacer.thaw_every)
-        return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work}
+        return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work,
+                "websocket_accelerated": frames.accelerated()}
 
     def shutdown(self) -> None:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""
