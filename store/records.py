@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +14,29 @@ STATUSES = (ONLINE, RECONNECTING, OFFLINE)
 
 
 def iso(timestamp: float | None) -> str | None:
-    """Epoch seconds -> ISO-8601 UTC with milliseconds (`2026-11-22T04:39:16.123Z`)."""
+    """Epoch seconds -> ISO-8601 UTC with milliseconds (`2026-11-22T04:39:16.123Z`).
+
+    Every heartbeat reply carries one, so the date part is formatted once per second and cached;
+    the split into second and microsecond rounds exactly as `datetime.fromtimestamp` does.
+    """
     if timestamp is None:
         return None
-    moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _iso_cache
+    fraction, whole = math.modf(timestamp)
+    micros = round(fraction * 1e6)
+    second = int(whole)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached_second, prefix = _iso_cache  # one tuple: safe to share with the store's thread
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_cache = (second, prefix)
+    return f"{prefix}{micros // 1000:03d}Z"
+
+
+_iso_cache: tuple[int | None, str] = (None, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+from datetime import UTC, datetime
 
 from store import open_store
-from store.records import ClientRecord, Transition
+from store.records import ClientRecord, Transition, iso
 
 
 def record(name: str, status: str = "online", version: int = 1, **changes) -> ClientRecord:
@@ -154,3 +156,19 @@ def test_deleting_a_client_drops_its_waiting_contact_save(tmp_path):
     store.flush()
     assert store.get("a") is None
     store.close()
+
+
+def _iso_reference(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def test_iso_matches_datetime_formatting_exactly_including_rounding_edges():
+    rng = random.Random(7)
+    edges = [0.0, 0.9999995, 0.0000005, 1.5, 1795433336.9999996, 1795433336.9994999,
+             1795433336.0005, 86399.9999999, 951782399.9999999, -0.25, -1.0000004]
+    samples = edges + [rng.uniform(0, 4e9) for _ in range(20000)]
+    samples += [1795433336 + i / 1000 + rng.uniform(-2e-7, 2e-7) for i in range(3000)]
+    for timestamp in samples:
+        assert iso(timestamp) == _iso_reference(timestamp), timestamp
+    assert iso(None) is None
