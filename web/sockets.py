@@ -124,13 +124,17 @@ class SocketEvents:
     def send_check(self, sid: str, name: str, payload: dict[str, Any]) -> None:
         """Send `connection_check`; an ack counts as an answer, like the response event."""
         def answered(*_: Any) -> None:
-            self._deliver(name, CheckAnswered(sid, self.runtime.clock.now()))
+            self._deliver(name, CheckAnswered(sid, self._noticed()))
 
         self.server.emit("connection_check", payload, to=sid, callback=answered)
 
     # --- helpers ----------------------------------------------------------------------------------
     def _now(self) -> float:
         return self.runtime.clock.now()
+
+    def _noticed(self) -> float:
+        """When this socket event reached the process (deadlines count from it; see clock.py)."""
+        return self.runtime.clock.noticed()
 
     def _deliver(self, name: str, message: Any, guest: bool = False,
                  display_name: str | None = None) -> None:
@@ -207,7 +211,7 @@ class SocketEvents:
         self.runtime.identities.verify(name, token)
         session.name = name
         log.info("socket %s registered as %s (%s)", sid, name, event)
-        self._deliver(name, Connect(sid, session.ip, self._now()))
+        self._deliver(name, Connect(sid, session.ip, self._noticed()))
 
     def _own_name(self, sid: str, data: Any, event: str, key: str = "clientName") -> str:
         session = self.sessions[sid]
@@ -240,7 +244,7 @@ class SocketEvents:
             session.name, session.guest = guest_id, True
             session.display_name = credentials.display_name
             self.sessions[sid] = session
-            self._deliver(guest_id, Connect(sid, session.ip, self._now()), True,
+            self._deliver(guest_id, Connect(sid, session.ip, self._noticed()), True,
                           credentials.display_name)
             self.server.start_background_task(
                 self.server.emit, "guest_registered",
@@ -255,7 +259,7 @@ class SocketEvents:
                 raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
             session.name = credentials.name
             self.sessions[sid] = session
-            self._deliver(credentials.name, Connect(sid, session.ip, self._now()))
+            self._deliver(credentials.name, Connect(sid, session.ip, self._noticed()))
             log.info("socket %s registered as %s (connect)", sid, credentials.name)
             return True
         self.sessions[sid] = session
@@ -274,7 +278,7 @@ class SocketEvents:
         session = self.sessions.pop(sid, None)
         if session is None or session.name is None or self.runtime.shutting_down:
             return
-        self._deliver(session.name, Disconnect(sid, self._now()))
+        self._deliver(session.name, Disconnect(sid, self._noticed()))
 
     # --- events -----------------------------------------------------------------------------------
     def on_heartbeat(self, sid: str, data: Any) -> Reply:
@@ -289,7 +293,7 @@ class SocketEvents:
         validation.optional_timestamp(payload.get("timestamp"))
         self._bind(sid, session, name, validation.optional_token(payload.get("token")),
                    "heartbeat")
-        self._deliver(name, Heartbeat(sid, ip, self._now()))
+        self._deliver(name, Heartbeat(sid, ip, self._noticed()))
         return Reply("heartbeat_response", {
             "status": "ok",
             "timestamp": iso(self._now()),
@@ -317,12 +321,12 @@ class SocketEvents:
     def on_reconnection_success(self, sid: str, data: Any) -> None:
         name = self._own_name(sid, data, "reconnection_success")
         log.info("client reports a successful reconnection: %s", name)
-        self._deliver(name, ReconnectionSuccess(sid, self._now()))
+        self._deliver(name, ReconnectionSuccess(sid, self._noticed()))
         return None
 
     def on_check_response(self, sid: str, data: Any) -> None:
         name = self._own_name(sid, data, "connection_check_response", key="client_name")
-        self._deliver(name, CheckAnswered(sid, self._now()))
+        self._deliver(name, CheckAnswered(sid, self._noticed()))
         return None
 
     def on_watch(self, sid: str, data: Any) -> Reply:
