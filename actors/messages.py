@@ -112,6 +112,13 @@ class ClientIdle:
 
 
 @dataclass(frozen=True, slots=True)
+class RetireIdle:
+    """The supervisor's own timer: retire the client actors that went idle since the last one."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class ActorDied:
     """A client actor failed; the supervisor restarts it from `state`."""
 

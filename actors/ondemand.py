@@ -26,19 +26,43 @@ from pykka import ActorDeadError, messages
 log = logging.getLogger("presence.actors")
 
 
-def _spawner() -> Callable[[Callable[[], None]], None]:
+def _under_gevent() -> bool:
     try:
         from gevent import monkey
-        if monkey.is_module_patched("threading"):
-            import gevent
-            return gevent.spawn_raw
+        return monkey.is_module_patched("threading")
     except ImportError:  # pragma: no cover - gevent is a dependency
-        pass
+        return False
+
+
+def _spawner() -> Callable[[Callable[[], None]], None]:
+    if _under_gevent():
+        import gevent
+        return gevent.spawn_raw
 
     def start_thread(function: Callable[[], None]) -> None:
         threading.Thread(target=function, daemon=True, name="actor-worker").start()
 
     return start_thread
+
+
+class _NoLock:
+    """Under gevent every mailbox lives on the hub's thread and no critical section yields, so a
+    lock would only cost (gevent's Python-level lock: three acquires per heartbeat)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def _mailbox_lock() -> Any:
+    return _NO_LOCK if _under_gevent() else threading.Lock()
 
 
 class Mailbox:
@@ -57,7 +81,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
-        self._lock = threading.Lock()
+        self._lock = _mailbox_lock()
         self._running = False
         self._worker: Callable[[], None] | None = None
         self._spawn: Callable[[Callable[[], None]], None] | None = None

@@ -40,6 +40,7 @@ from .messages import (
     Recover,
     Restore,
     Retire,
+    RetireIdle,
     Route,
     SendChecks,
     Shutdown,
@@ -54,6 +55,10 @@ CHECK_RESPONSE_WINDOW = 30.0  # seconds a client has to answer `connection_check
 CHECK_SPREAD = 0.8  # share of connection_check_interval the checks of one sweep are spread over
 CHECK_SLICE_PERIOD = 0.1  # seconds between two slices of checks, at least
 CHECK_SLICE_MIN = 50  # sockets per slice, at least (a small node checks everyone at once)
+# Idle client actors are retired in one batch this long after the first of them went idle: a
+# storm of 5,000 clients going offline at once then emits its 5,000 events first, and the 5,000
+# retirements (a round trip to each actor) come after, not interleaved with them.
+RETIRE_DELAY = 1.0
 
 
 class SocketPort(Protocol):
@@ -98,6 +103,8 @@ class Supervisor(pykka.ThreadingActor):
         self.node = node
         self._timers: dict[str, Any] = {}
         self._check_timers: list[Any] = []
+        self._idle: set[str] = set()
+        self._retire_timer: Any = None
         self._stopping = False
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -111,9 +118,11 @@ class Supervisor(pykka.ThreadingActor):
         self._cancel_timers()
 
     def _cancel_timers(self) -> None:
-        for timer in [*self._timers.values(), *self._check_timers]:
+        retire = [self._retire_timer] if self._retire_timer is not None else []
+        for timer in [*self._timers.values(), *self._check_timers, *retire]:
             timer.cancel()
         self._check_timers = []
+        self._retire_timer = None
 
     def _every(self, key: str, interval: float, message_type: type) -> None:
         if self._stopping:
@@ -139,6 +148,7 @@ class Supervisor(pykka.ThreadingActor):
         return {
             Route: self._route,
             ClientIdle: self._client_idle,
+            RetireIdle: self._retire_idle,
             ActorDied: self._actor_died,
             Sweep: self._sweep,
             SendChecks: self._send_checks,
@@ -180,18 +190,35 @@ class Supervisor(pykka.ThreadingActor):
         entry.ref.tell(message.message)
 
     def _client_idle(self, message: ClientIdle) -> None:
-        entry = self.directory.get(message.name)
+        """Note the idle client; the batch retirement RETIRE_DELAY from now handles it."""
+        self._idle.add(message.name)
+        if self._retire_timer is None and not self._stopping:
+            ref, clock = self.actor_ref, self.context.clock
+            self._retire_timer = self.context.scheduler.call_later(
+                RETIRE_DELAY,
+                lambda: ref.tell(RetireIdle(clock.now())) if ref.is_alive() else None)
+
+    def _retire_idle(self, message: RetireIdle) -> None:
+        self._retire_timer = None
+        names, self._idle = self._idle, set()
+        if self._stopping:
+            return
+        for name in names:
+            self._retire(name)
+
+    def _retire(self, name: str) -> None:
+        entry = self.directory.get(name)
         if entry is None or not machine.is_idle(entry.state):
             return
         # Unlist first: from now on every message for this name queues behind us, so nothing
         # can reach the old actor after it agreed to stop.
-        del self.directory[message.name]
+        del self.directory[name]
         try:
             retired = entry.ref.ask(Retire(), timeout=5)
         except pykka.ActorDeadError:
             retired = True
         if not retired:
-            self.directory[message.name] = entry
+            self.directory[name] = entry
 
     def _actor_died(self, message: ActorDied) -> None:
         entry = self.directory.get(message.name)

@@ -17,6 +17,7 @@ from actors.messages import (
     ShutdownAll,
     Sweep,
 )
+from actors.supervisor import RETIRE_DELAY
 from store.records import ClientRecord
 
 from .conftest import INTERVALS, TIMING
@@ -228,3 +229,21 @@ def test_guest_cleanup_deletes_offline_guests(world):
     world.supervisor.tell(LogStats(world.now()))
     world.settle()
     assert world.store.get("guest-a") is None
+
+
+def test_a_storm_of_idle_actors_is_retired_in_one_batch_after_the_events(world):
+    names = [f"storm-{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        world.send(name, Connect(f"s{i}", None, world.now()))
+        world.send(name, Disconnect(f"s{i}", world.now()))
+    world.advance(TIMING.reconnection_grace_period)  # every grace ends now
+    assert all(world.sockets.statuses(n)[-1][:2] == ("offline", "reconnect_timeout")
+               for n in names)
+    # the offline events went out; the retirements wait for the batch
+    assert world.supervisor.ask(Census())["actors"] == len(names)
+    world.advance(RETIRE_DELAY / 2)
+    assert world.supervisor.ask(Census())["actors"] == len(names)
+    world.send(names[0], Connect("back", None, world.now()))  # came back before the batch
+    world.advance(RETIRE_DELAY / 2)
+    assert set(world.directory) == {names[0]}
+    assert world.state(names[0]).status == "online"
