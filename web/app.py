@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import frames, pings
+from . import frames, pings, writer
 from .api import api
 from .page import page
 from .rooms import IndexedManager
@@ -27,6 +27,7 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
     """Build the Flask app for `runtime`; the Socket.IO handlers talk to its actors."""
     pings.install()  # Engine.IO pings on hub timers: no sleeping greenlet per socket
     frames.install()  # WebSocket frames unmasked in C, not byte by byte in Python
+    writer.install()  # websocket writers wait for packets without a timer per wait
     app = Flask(__name__)
     # gevent-websocket calls `application.current_app.on_close()` when a websocket closes; without
     # that attribute it builds a throwaway class per call (4 per closed socket: ~28 objects of

@@ -1,0 +1,58 @@
+"""Engine.IO's websocket writer waits for its next packet without arming a timer each time.
+
+python-engineio's `Socket.poll` waits with `queue.get(timeout=ping_interval + ping_timeout)`.
+Under gevent every such wait builds a `Timeout`, starts and stops a libev timer and parks a
+waiter: one set per packet sent, so one per heartbeat ack. In the capacity profile that wait was
+the busiest frame of the whole process, and its objects were a third of what the young
+collections scanned. For a websocket the timeout guards nothing: the writer ends when `None` is
+queued, which every `Socket.close()` does, and the reader does when the socket closes; a socket
+whose client stopped answering pings is closed by engineio's own monitor (`check_ping_timeout`,
+within `ping_timeout`). Long-polling, where the timeout answers an idle poll, keeps engineio's
+`poll` unchanged.
+
+Only the server under gevent is changed; anywhere else `install()` does nothing.
+"""
+
+from __future__ import annotations
+
+_installed = False
+
+
+def install() -> bool:
+    """Make websocket writers wait without a timeout (once per process); True if active."""
+    global _installed
+    if _installed:
+        return True
+    from gevent import monkey
+
+    if not monkey.is_module_patched("threading"):
+        return False
+    from engineio import socket as engine_socket
+
+    polling_poll = engine_socket.Socket.poll
+
+    def poll(sock):
+        if not sock.upgraded:  # long-polling: engineio's poll, with its timeout
+            return polling_poll(sock)
+        # websocket: only the writer calls poll once upgraded (polling GETs get a NOOP)
+        queue = sock.queue
+        first = queue.get()
+        queue.task_done()
+        if first is None:
+            return []
+        packets = [first]
+        queue_empty = sock.server.get_queue_empty_exception()
+        while True:  # the rest of what is queued, as engineio does
+            try:
+                pkt = queue.get(block=False)
+            except queue_empty:
+                return packets
+            queue.task_done()
+            if pkt is None:
+                queue.put(None)  # the writer ends at its next poll
+                return packets
+            packets.append(pkt)
+
+    engine_socket.Socket.poll = poll
+    _installed = True
+    return True
