@@ -41,17 +41,16 @@ def install() -> bool:
         if first is None:
             return []
         packets = [first]
-        queue_empty = sock.server.get_queue_empty_exception()
-        while True:  # the rest of what is queued, as engineio does
-            try:
-                pkt = queue.get(block=False)
-            except queue_empty:
-                return packets
+        # the rest of what is queued, as engineio does, but without raising queue.Empty at the
+        # end of every poll (the writer is the only reader of this queue)
+        while queue.qsize():
+            pkt = queue.get(block=False)
             queue.task_done()
             if pkt is None:
                 queue.put(None)  # the writer ends at its next poll
-                return packets
+                break
             packets.append(pkt)
+        return packets
 
     engine_socket.Socket.poll = poll
     _installed = True
