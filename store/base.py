@@ -79,26 +79,30 @@ class Store(ABC):
         flush passes `contacts=False` and includes contact-only records once they are due."""
         with self._flush_lock:
             now = time.monotonic()
+            touched: dict[str, ClientRecord] = {}
             if contacts or now - self._contacts_flushed >= self.contact_flush_interval:
                 self._contacts_flushed = now
-                if self._contacts:
-                    self._contacts.update(self._pending)
-                    self._pending, self._contacts = self._contacts, {}
-            if not (self._pending or self._pending_transitions or self._pending_deletes):
+                touched, self._contacts = self._contacts, {}
+            if not (self._pending or touched or self._pending_transitions
+                    or self._pending_deletes):
                 return
             records, self._pending = self._pending, {}
             transitions, self._pending_transitions = self._pending_transitions, []
             deletes, self._pending_deletes = self._pending_deletes, set()
-            self._inflight, self._inflight_transitions = records, transitions
+            self._inflight = {**touched, **records}
+            self._inflight_transitions = transitions
             try:
-                self._write(list(records.values()), transitions, deletes)
+                self._write(list(records.values()), transitions, deletes, list(touched.values()))
                 self.last_error = None
             except Exception as error:  # keep the data and try again at the next flush
                 self.last_error = f"{type(error).__name__}: {error}"
                 log.error("store write failed (%s); keeping %d records buffered",
-                          self.last_error, len(records))
+                          self.last_error, len(records) + len(touched))
                 for name, record in records.items():
                     self._pending.setdefault(name, record)
+                for name, record in touched.items():
+                    if name not in self._pending:
+                        self._contacts.setdefault(name, record)
                 self._pending_transitions[:0] = transitions
                 self._pending_deletes |= deletes - set(self._pending)
             finally:
@@ -163,7 +167,11 @@ class Store(ABC):
     # --- what a backend implements ----------------------------------------------------------------
     @abstractmethod
     def _write(self, records: list[ClientRecord], transitions: list[Transition],
-               deletes: set[str]) -> None: ...
+               deletes: set[str], contacts: list[ClientRecord]) -> None:
+        """Apply one flush in one transaction: delete `deletes`, write `records` whole, append
+        `transitions`, then write `contacts` — records whose only change since their last
+        whole write is `last_seen`/`last_contact` (a backend may write just those two fields,
+        as long as a record it no longer holds is written whole)."""
 
     @abstractmethod
     def _read_one(self, name: str) -> ClientRecord | None: ...

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from store import open_store
@@ -172,3 +174,57 @@ def test_iso_matches_datetime_formatting_exactly_including_rounding_edges():
     for timestamp in samples:
         assert iso(timestamp) == _iso_reference(timestamp), timestamp
     assert iso(None) is None
+
+
+def stored_row(path, name):
+    row = sqlite3.connect(path).execute(
+        "SELECT status, data FROM clients WHERE name = ?", (name,)).fetchone()
+    return row
+
+
+def test_contact_writes_edit_only_the_contact_times_and_round_trip_exactly(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a", last_seen=1.0, ip="10.0.0.1"))
+    store.flush()
+    precise = record("a", last_seen=1795433336.123456789, ip="10.0.0.1")
+    precise = replace(precise, last_contact=1795433337.000001)
+    store.save_contact(precise)
+    store.flush()
+    status, data = stored_row(path, "a")
+    assert status == "online"
+    assert json.loads(data) == precise.to_dict()
+    reopened = open_store(f"sqlite:///{path}")
+    assert reopened.get("a") == precise  # floats round-trip bit for bit
+    reopened.close()
+    store.save_contact(replace(precise, last_contact=None))
+    store.flush()
+    assert json.loads(stored_row(path, "a")[1])["last_contact"] is None
+    store.close()
+
+
+def test_a_contact_write_for_a_record_not_on_disk_writes_it_whole(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save_contact(record("new", last_seen=4.0))  # never written whole before
+    store.flush()
+    assert json.loads(stored_row(path, "new")[1]) == record("new", last_seen=4.0).to_dict()
+    store.close()
+
+
+def test_a_failed_flush_keeps_contacts_for_the_next_one(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a", last_seen=1.0))
+    store.flush()
+    lock = sqlite3.connect(path, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    store._connection.execute("PRAGMA busy_timeout = 0")
+    store.save_contact(record("a", last_seen=2.0))
+    store.flush()
+    assert store.last_error is not None and store.get("a").last_seen == 2.0
+    lock.execute("ROLLBACK")
+    lock.close()
+    store.flush()
+    assert store.last_error is None and stored_last_seen(path, "a") == 2.0
+    store.close()
