@@ -59,6 +59,10 @@ CHECK_SLICE_MIN = 50  # sockets per slice, at least (a small node checks everyon
 # storm of 5,000 clients going offline at once then emits its 5,000 events first, and the 5,000
 # retirements (a round trip to each actor) come after, not interleaved with them.
 RETIRE_DELAY = 1.0
+# ...and in slices, RETIRE_SLICE_PERIOD apart: 5,000 retirements in one go are a CPU burst that
+# would delay every other client's heartbeat ack behind it.
+RETIRE_SLICE = 200
+RETIRE_SLICE_PERIOD = 0.05
 
 
 class SocketPort(Protocol):
@@ -192,19 +196,24 @@ class Supervisor(pykka.ThreadingActor):
     def _client_idle(self, message: ClientIdle) -> None:
         """Note the idle client; the batch retirement RETIRE_DELAY from now handles it."""
         self._idle.add(message.name)
+        self._arm_retirement(RETIRE_DELAY)
+
+    def _arm_retirement(self, delay: float) -> None:
         if self._retire_timer is None and not self._stopping:
             ref, clock = self.actor_ref, self.context.clock
             self._retire_timer = self.context.scheduler.call_later(
-                RETIRE_DELAY,
-                lambda: ref.tell(RetireIdle(clock.now())) if ref.is_alive() else None)
+                delay, lambda: ref.tell(RetireIdle(clock.now())) if ref.is_alive() else None)
 
     def _retire_idle(self, message: RetireIdle) -> None:
+        """Retire up to RETIRE_SLICE idle actors; the rest go RETIRE_SLICE_PERIOD later."""
         self._retire_timer = None
-        names, self._idle = self._idle, set()
         if self._stopping:
+            self._idle = set()
             return
-        for name in names:
-            self._retire(name)
+        for _ in range(min(RETIRE_SLICE, len(self._idle))):
+            self._retire(self._idle.pop())
+        if self._idle:
+            self._arm_retirement(RETIRE_SLICE_PERIOD)
 
     def _retire(self, name: str) -> None:
         entry = self.directory.get(name)

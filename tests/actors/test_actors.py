@@ -14,10 +14,11 @@ from actors.messages import (
     KickClient,
     LogStats,
     Recover,
+    Route,
     ShutdownAll,
     Sweep,
 )
-from actors.supervisor import RETIRE_DELAY
+from actors.supervisor import RETIRE_DELAY, RETIRE_SLICE, RETIRE_SLICE_PERIOD
 from store.records import ClientRecord
 
 from .conftest import INTERVALS, TIMING
@@ -247,3 +248,20 @@ def test_a_storm_of_idle_actors_is_retired_in_one_batch_after_the_events(world):
     world.advance(RETIRE_DELAY / 2)
     assert set(world.directory) == {names[0]}
     assert world.state(names[0]).status == "online"
+
+
+def test_a_large_batch_of_idle_actors_is_retired_in_slices(world):
+    names = [f"slice-{i}" for i in range(RETIRE_SLICE * 2 + 10)]
+    for i, name in enumerate(names):
+        world.supervisor.tell(Route(name, Connect(f"s{i}", None, world.now())))
+        world.supervisor.tell(Route(name, Disconnect(f"s{i}", world.now())))
+    world.settle()
+    world.advance(TIMING.reconnection_grace_period)
+    assert world.supervisor.ask(Census())["actors"] == len(names)
+    world.advance(RETIRE_DELAY)
+    assert world.supervisor.ask(Census())["actors"] == len(names) - RETIRE_SLICE
+    world.advance(RETIRE_SLICE_PERIOD)
+    assert world.supervisor.ask(Census())["actors"] == 10
+    world.advance(RETIRE_SLICE_PERIOD)
+    assert world.supervisor.ask(Census())["actors"] == 0
+    assert all(world.store.get(n).status == "offline" for n in names)
