@@ -83,20 +83,25 @@ class Series:
     pids: list[int]
     samples: list[dict[str, float]] = field(default_factory=list)
     _last: tuple[float, float] | None = None
+    # last CPU seconds seen per process: one that exits (a load worker quitting before the
+    # others) keeps counting what it used, so the cumulative CPU of the group never drops
+    _cpu_by_pid: dict[int, float] = field(default_factory=dict)
 
     def sample(self, now: float) -> None:
-        cpu = 0.0
         rss = 0
         alive = False
-        for pid in self.pids:
-            usage = tree_usage(pid)
-            if usage is None:
+        for root in self.pids:
+            if cpu_seconds(root) is None:
                 continue
             alive = True
-            cpu += usage[0]
-            rss += usage[1]
+            for pid in descendants(root):
+                used = cpu_seconds(pid)
+                if used is not None:
+                    self._cpu_by_pid[pid] = used
+                rss += rss_bytes(pid) or 0
         if not alive:
             return
+        cpu = sum(self._cpu_by_pid.values())
         pct = None
         # CPU time moves in clock ticks (10 ms): a rate over less than half a second is noise.
         if self._last is None or now - self._last[0] >= 0.5:

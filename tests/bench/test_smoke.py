@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.hist import Histogram, merged, percentiles
-from bench.procstat import tree_usage
+from bench.procstat import Series, tree_usage
 from bench.profile import summarise
 from bench.report import markdown
 
@@ -45,6 +45,30 @@ def test_procstat_reads_this_process() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="the load generator needs Node.js")
+def test_a_group_keeps_counting_the_cpu_of_a_process_that_exited() -> None:
+    """A load worker quitting before the others must not make the group's CPU go negative."""
+    burn = ("import sys, time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.3: pass\n"
+            "print('burnt', flush=True)\nsys.stdin.read()\n")
+    idle = "import sys; sys.stdin.read()"
+    parent = subprocess.Popen([sys.executable, "-c", idle], stdin=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    series = Series([parent.pid, child.pid])
+    try:
+        assert child.stdout.readline().strip() == "burnt"
+        series.sample(0.0)  # the child has used >= 0.3 s of CPU
+        child.communicate("", timeout=30)  # ... and is gone
+        series.sample(1.0)
+        series.sample(2.0)
+    finally:
+        parent.communicate(b"", timeout=30)
+    cumulative = [s["cpu_s"] for s in series.samples]
+    assert cumulative[0] >= 0.3
+    assert cumulative == sorted(cumulative)
+    assert all(s["cpu_pct"] is None or s["cpu_pct"] >= 0 for s in series.samples)
+
+
 def test_capacity_quick_run_saves_json_table_and_plot(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "capacity", "--quick", "--out", str(tmp_path)],
