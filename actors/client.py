@@ -16,7 +16,7 @@ from typing import Any
 from . import state as machine
 from .clock import Cancelable, Clock, Scheduler
 from .feed import PresenceFeed
-from .messages import ActorDied, ClientIdle, GetState, Retire, Tick
+from .messages import ActorDied, ClientIdle, GetState, Retire, Shutdown, Tick
 from .ondemand import OnDemandActor
 
 log = logging.getLogger("presence.actors")
@@ -65,6 +65,7 @@ class ClientActor(OnDemandActor):
         self.context = context
         self._armed_at: float | None = None
         self._timer: Cancelable | None = None
+        self._shut_down = False
 
     @property
     def state(self) -> machine.ClientState:
@@ -78,8 +79,16 @@ class ClientActor(OnDemandActor):
             return self.state
         if isinstance(message, Retire):
             return self._retire()
+        if self._shut_down:
+            # stored as reconnecting (server_restart) for the restart: a heartbeat still in
+            # flight from a socket about to be closed must not flip it back to online
+            log.debug("client %s: shut down, ignoring %r", self.state.name, message)
+            return None
         try:
             self._handle(message)
+            if isinstance(message, Shutdown):
+                self._shut_down = True
+                self._cancel_timer()
         except Exception:
             # A bad message must never kill the actor: log it and keep the last good state.
             log.exception("client %s: could not handle %r", self.state.name, message)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from actors.messages import (
     Census,
+    CheckAnswered,
     Connect,
     DeleteGuests,
     Disconnect,
@@ -15,6 +16,7 @@ from actors.messages import (
     LogStats,
     Recover,
     Route,
+    Shutdown,
     ShutdownAll,
     Sweep,
 )
@@ -265,3 +267,17 @@ def test_a_large_batch_of_idle_actors_is_retired_in_slices(world):
     world.advance(RETIRE_SLICE_PERIOD)
     assert world.supervisor.ask(Census())["actors"] == 0
     assert all(world.store.get(n).status == "offline" for n in names)
+
+
+def test_after_its_shutdown_an_actor_ignores_heartbeats_still_in_flight(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    ref = world.directory["alice"].ref
+    ref.ask(Shutdown(world.now()), timeout=10)  # as ShutdownAll does, before it stops actors
+    events_before = len(world.sockets.statuses("alice"))
+    ref.tell(Heartbeat("s1", None, world.now()))
+    ref.tell(CheckAnswered("s1", world.now()))
+    walk(world, 200)  # no timer either: the restarted server owns the grace
+    state = world.state("alice")
+    assert (state.status, state.reason) == ("reconnecting", "server_restart")
+    assert len(world.sockets.statuses("alice")) == events_before
+    assert world.store.get("alice").reason == "server_restart"
