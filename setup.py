@@ -1,12 +1,15 @@
-"""Packaging for the presence server, its client SDK and the benchmark harness."""
+"""Packaging for the presence server and its client SDK (the benchmark runs from a checkout)."""
 
 import shutil
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+INNER_PACKAGES = ("actors", "store", "web")
 
 
 class BuildWithDefaults(build_py):
@@ -43,11 +46,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(include=["actors", "actors.*", "web", "web.*", "store", "store.*",
-                                    "presence_server", "presence_server.*",
-                                    "presence_client", "presence_client.*",
-                                    "bench", "bench.*"]),
-    package_data={"web": ["templates/*.html", "static/*"]},
+    # The repo keeps actors/, store/ and web/ at its top level (the layout shows the architecture);
+    # installed, they live inside presence_server so that they never shadow a user's own `web` or
+    # `store` package. The benchmark harness (bench/) runs from a checkout and is not shipped.
+    packages=["presence_server", *(f"presence_server.{name}" for name in INNER_PACKAGES),
+              "presence_client"],
+    package_dir={f"presence_server.{name}": name for name in INNER_PACKAGES},
+    package_data={"presence_server.web": ["templates/*.html", "static/*"]},
     cmdclass={"build_py": BuildWithDefaults},
     install_requires=SERVER_REQUIRES + CLIENT_REQUIRES,
     extras_require={
@@ -59,7 +64,6 @@ setup(
             "presence-server=presence_server.cli:main",
             "presence-token=presence_server.cli:token_main",
             "presence-client=presence_client.cli:main",
-            "presence-bench=bench.cli:main",
         ],
     },
 )

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from store.base import Store
-from store.records import ClientRecord, Transition, iso
+from presence_server.store.base import Store
+from presence_server.store.records import ClientRecord, Transition, iso
 
 log = logging.getLogger("presence.status")
 

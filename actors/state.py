@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord
+from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord
 
 from .messages import (
     CheckAnswered,

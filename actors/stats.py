@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord
+from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord
 
 
 def is_responsive(record: ClientRecord, now: float, window: float) -> bool:

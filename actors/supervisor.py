@@ -21,8 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import pykka
-
-from store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
+from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
 
 from . import state as machine
 from .client import ActorContext, ClientActor, ClientEntry

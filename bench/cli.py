@@ -1,4 +1,4 @@
-"""Command line of the benchmark: ``python -m bench SCENARIO… [options]`` (``presence-bench``)."""
+"""Command line of the benchmark: ``python -m bench SCENARIO… [options]`` (from a checkout)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ QUICK = {  # the CI smoke: a few clients for a few seconds
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="presence-bench",
+        prog="python -m bench",
         description="Benchmark our presence server against bare Flask-SocketIO and Node "
                     "socket.io servers under one load profile.")
     p.add_argument("scenarios", nargs="+", choices=[*SCENARIOS, "all"],

@@ -112,7 +112,7 @@ def token_main(argv: list[str] | None = None) -> int:
         print("presence-token: set PRESENCE_SECRET to the server's security.secret",
               file=sys.stderr)
         return 2
-    from web.identity import Identities
+    from presence_server.web.identity import Identities
 
     print(Identities(secret).issue(args.name))
     return 0

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from actors.clock import Cancelable, Scheduler
+from presence_server.actors.clock import Cancelable, Scheduler
 
 log = logging.getLogger("presence.gc")
 

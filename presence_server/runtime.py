@@ -12,17 +12,17 @@ from typing import Any
 
 import pykka
 
-from actors.client import ActorContext, ClientEntry
-from actors.clock import Clock, RealScheduler, Scheduler, SystemClock
-from actors.feed import PresenceFeed
-from actors.messages import Recover, ShutdownAll
-from actors.ondemand import Mailbox
-from actors.state import Timing
-from actors.supervisor import Intervals, Supervisor
-from store import open_store
-from store.records import iso
-from web import frames
-from web.identity import Identities
+from presence_server.actors.client import ActorContext, ClientEntry
+from presence_server.actors.clock import Clock, RealScheduler, Scheduler, SystemClock
+from presence_server.actors.feed import PresenceFeed
+from presence_server.actors.messages import Recover, ShutdownAll
+from presence_server.actors.ondemand import Mailbox
+from presence_server.actors.state import Timing
+from presence_server.actors.supervisor import Intervals, Supervisor
+from presence_server.store import open_store
+from presence_server.store.records import iso
+from presence_server.web import frames
+from presence_server.web.identity import Identities
 
 from . import gctuning
 from .config import Config
@@ -68,7 +68,7 @@ class Runtime:
 
     def __init__(self, config: Config, clock: Clock | None = None,
                  scheduler: Scheduler | None = None) -> None:
-        from web.app import create_app
+        from presence_server.web.app import create_app
 
         self.config = config
         self.node = config.node_id

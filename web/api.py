@@ -8,11 +8,10 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from presence_server.actors.messages import DeleteGuests, KickClient
+from presence_server.actors.stats import compute_stats
+from presence_server.store.records import STATUSES
 from werkzeug.exceptions import HTTPException
-
-from actors.messages import DeleteGuests, KickClient
-from actors.stats import compute_stats
-from store.records import STATUSES
 
 api = Blueprint("api", __name__)
 
@@ -36,7 +35,7 @@ def http_error(exception: HTTPException):
 
 
 def stats_window() -> float:
-    from actors.supervisor import CHECK_RESPONSE_WINDOW
+    from presence_server.actors.supervisor import CHECK_RESPONSE_WINDOW
 
     return runtime().config.monitoring["connection_check_interval"] + CHECK_RESPONSE_WINDOW
 

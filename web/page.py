@@ -10,8 +10,7 @@ from __future__ import annotations
 import heapq
 
 from flask import Blueprint, current_app, render_template
-
-from actors.stats import compute_stats
+from presence_server.actors.stats import compute_stats
 
 page = Blueprint("page", __name__, template_folder="templates")
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import socketio
-
-from actors.feed import WATCHERS_ROOM
-from actors.messages import (
+from presence_server.actors.feed import WATCHERS_ROOM
+from presence_server.actors.messages import (
     CheckAnswered,
     Connect,
     Disconnect,
@@ -25,7 +24,7 @@ from actors.messages import (
     ReconnectionSuccess,
     Route,
 )
-from store.records import iso
+from presence_server.store.records import iso
 
 from . import validation
 from .validation import Invalid

@@ -8,14 +8,13 @@ from typing import Any
 
 import pykka
 import pytest
-
-from actors.client import ActorContext, ClientEntry
-from actors.clock import ManualClock
-from actors.feed import PresenceFeed
-from actors.messages import Census, Connect, Disconnect, GetState, Heartbeat, Route
-from actors.state import Timing
-from actors.supervisor import Intervals, Supervisor
-from store import open_store
+from presence_server.actors.client import ActorContext, ClientEntry
+from presence_server.actors.clock import ManualClock
+from presence_server.actors.feed import PresenceFeed
+from presence_server.actors.messages import Census, Connect, Disconnect, GetState, Heartbeat, Route
+from presence_server.actors.state import Timing
+from presence_server.actors.supervisor import Intervals, Supervisor
+from presence_server.store import open_store
 
 TIMING = Timing(heartbeat_interval=10, max_missed_heartbeats=3, heartbeat_grace_period=5,
                 reconnection_grace_period=20, guest_grace_period=15)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.messages import (
+from presence_server.actors.messages import (
     Census,
     CheckAnswered,
     Connect,
@@ -20,8 +20,8 @@ from actors.messages import (
     ShutdownAll,
     Sweep,
 )
-from actors.supervisor import RETIRE_DELAY, RETIRE_SLICE, RETIRE_SLICE_PERIOD
-from store.records import ClientRecord
+from presence_server.actors.supervisor import RETIRE_DELAY, RETIRE_SLICE, RETIRE_SLICE_PERIOD
+from presence_server.store.records import ClientRecord
 
 from .conftest import INTERVALS, TIMING
 

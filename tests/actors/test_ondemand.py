@@ -7,9 +7,8 @@ import time
 
 import pykka
 import pytest
+from presence_server.actors.ondemand import OnDemandActor
 from pykka._envelope import Envelope
-
-from actors.ondemand import OnDemandActor
 
 
 class Recorder(OnDemandActor):

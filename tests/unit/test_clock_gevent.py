@@ -16,7 +16,7 @@ PROGRAM = textwrap.dedent("""
     from gevent import monkey
     monkey.patch_all()
     import gevent
-    from actors.clock import RealScheduler
+    from presence_server.actors.clock import RealScheduler
 
     scheduler = RealScheduler()
     seen = []
@@ -49,7 +49,7 @@ NOTICED = textwrap.dedent("""
     monkey.patch_all()
     import time
     import gevent
-    from actors.clock import RealScheduler, SystemClock
+    from presence_server.actors.clock import RealScheduler, SystemClock
 
     clock, scheduler = SystemClock(), RealScheduler()
     gevent.sleep(0.01)  # a loop iteration: the loop's time is fresh

@@ -9,8 +9,7 @@ import struct
 
 import pytest
 from geventwebsocket.websocket import Header, WebSocket
-
-from web import frames
+from presence_server.web import frames
 
 
 def rfc6455_unmask(payload: bytes, mask: bytes) -> bytes:

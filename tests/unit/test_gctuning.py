@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 
-from actors.clock import ManualClock
+from presence_server.actors.clock import ManualClock
+
 from presence_server.gctuning import GcMonitor, GcPacer
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 
+from presence_server.store.records import ClientRecord
+from presence_server.web import page
+
 from presence_server.config import load_config
 from presence_server.runtime import Runtime
-from store.records import ClientRecord
-from web import page
 
 
 def record(name: str, status: str) -> ClientRecord:

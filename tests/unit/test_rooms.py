@@ -11,8 +11,7 @@ import random
 
 import pytest
 import socketio
-
-from web.rooms import IndexedManager
+from presence_server.web.rooms import IndexedManager
 
 NAMESPACES = ["/", "/admin"]
 ROOMS = ["lobby", "watchers", "ops"]

@@ -6,9 +6,8 @@ import itertools
 from dataclasses import replace
 
 import pytest
-
-from actors import state as machine
-from actors.messages import (
+from presence_server.actors import state as machine
+from presence_server.actors.messages import (
     CheckAnswered,
     Connect,
     Disconnect,
@@ -20,7 +19,7 @@ from actors.messages import (
     Shutdown,
     Tick,
 )
-from actors.state import (
+from presence_server.actors.state import (
     ClientState,
     CloseSockets,
     Contacted,

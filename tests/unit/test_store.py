@@ -8,8 +8,8 @@ import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from store import open_store
-from store.records import ClientRecord, Transition, iso
+from presence_server.store import open_store
+from presence_server.store.records import ClientRecord, Transition, iso
 
 
 def record(name: str, status: str = "online", version: int = 1, **changes) -> ClientRecord:
@@ -70,7 +70,7 @@ def test_delete_removes_records_and_history(tmp_path):
 
 
 def test_history_is_capped_per_client(tmp_path):
-    from store.sqlite import HISTORY_PER_CLIENT, TRIM_SLACK
+    from presence_server.store.sqlite import HISTORY_PER_CLIENT, TRIM_SLACK
 
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
     for version in range(1, HISTORY_PER_CLIENT + 51):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from web import validation
-from web.identity import Identities
-from web.validation import Invalid
+from presence_server.web import validation
+from presence_server.web.identity import Identities
+from presence_server.web.validation import Invalid
 
 
 @pytest.mark.parametrize("value", [None, "", "  ", 5, ["a"], {"a": 1}, "x" * 129, "a\nb",
