@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 
 import pytest
 import socketio
+from presence_server.web.identity import GUEST_KEY, Identities
 
 from tests.support.clients import RecordingClient
 from tests.support.server import wait_for
@@ -204,3 +206,22 @@ def test_guest_keeps_its_id_across_a_restart_that_purged_guests(
     assert again.heartbeat(guest_id)["status"] == "ok"
     _, stranger = join_as_guest(server, connect, transport_, guestId=guest_id)
     assert stranger["guestId"] != guest_id
+
+
+def test_a_valid_token_never_resumes_a_name_a_registered_client_holds(server, connect, transport,
+                                                                      unique):
+    """Without a secret anyone may register `guest-…` as a plain name: a resume token for that
+    id (signed with the key the server keeps in its store) does not make a guest of it."""
+    name = f"guest-{unique('plain')}"
+    member = connect(server.url, transport, auth={"clientName": name})
+    before = wait_record(server, name, "online", guest=False)
+    with sqlite3.connect(server.workdir / "presence.db") as db:
+        [(key,)] = db.execute("SELECT value FROM meta WHERE key = ?", (GUEST_KEY,)).fetchall()
+    token = Identities(None, guest_key=key).guest_token(name)
+
+    guest, registered = join_as_guest(server, connect, transport, guestId=name, resumeToken=token)
+
+    assert registered["guestId"] != name
+    assert guest.wait_event("error")["code"] == "guest_id_taken"
+    assert server.client(name)["version"] == before["version"]
+    assert member.heartbeat(name)["status"] == "ok"
