@@ -83,6 +83,7 @@ class PresenceClient:
         token: str | None = None,
         guest: bool = False,
         guest_id: str | None = None,
+        guest_resume_token: str | None = None,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float = 10.0,
         backoff: Backoff | None = None,
@@ -100,6 +101,8 @@ class PresenceClient:
         :param token: identity token, sent as ``auth.token`` when the server requires one.
         :param guest: register as a guest (``auth.guest``) instead of by name.
         :param guest_id: a guest id from an earlier run, to keep that id.
+        :param guest_resume_token: the ``resumeToken`` that came with ``guest_id`` (see
+            :attr:`guest_resume_token`); the server gives the id back only with it.
         :param heartbeat_interval: seconds between heartbeats; overrides the server's advice.
             ``None`` (default) follows ``nextHeartbeatIn``, 30 s until the server has said.
         :param heartbeat_timeout: seconds a heartbeat may wait for its reply before the connection
@@ -124,6 +127,8 @@ class PresenceClient:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
         if heartbeat_interval is not None and not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0, got {heartbeat_interval!r}")
+        if guest_resume_token is not None and not guest_id:
+            raise ValueError("guest_resume_token needs the guest_id it was issued for")
         if shutdown_spread is not None and shutdown_spread < 0:
             raise ValueError(f"shutdown_spread must be >= 0, got {shutdown_spread!r}")
         self._url = url
@@ -131,6 +136,7 @@ class PresenceClient:
         self._token = token
         self._guest = guest
         self._guest_id = guest_id
+        self._guest_resume_token = guest_resume_token
         self._interval_override = heartbeat_interval
         self._advised_interval: float | None = None
         self._heartbeat_timeout = heartbeat_timeout
@@ -179,6 +185,15 @@ class PresenceClient:
     def guest_id(self) -> str | None:
         """The id the server assigned to this guest (``None`` before it has, or for non-guests)."""
         return self._guest_id
+
+    @property
+    def guest_resume_token(self) -> str | None:
+        """The ``resumeToken`` of :attr:`guest_id`, sent back on every reconnect to keep the id.
+
+        Save it with the id to resume both in a later run (``guest_id=``,
+        ``guest_resume_token=``): without it the server assigns a new id.
+        """
+        return self._guest_resume_token
 
     @property
     def identity(self) -> str | None:
@@ -408,6 +423,8 @@ class PresenceClient:
             auth: dict[str, Any] = {"guest": True, "name": self._name}
             if self._guest_id:
                 auth["guestId"] = self._guest_id
+                if self._guest_resume_token:
+                    auth["resumeToken"] = self._guest_resume_token
             return auth
         auth = {"clientName": self._name}
         if self._token is not None:
@@ -544,9 +561,14 @@ class PresenceClient:
 
     def _on_guest_registered(self, conn: _Connection, data: Any = None, *_: Any) -> None:
         guest_id = data.get("guestId") if isinstance(data, dict) else None
+        token = data.get("resumeToken") if isinstance(data, dict) else None
         with self._cond:
             if guest_id:
+                if str(guest_id) != self._guest_id and self._guest_id is not None:
+                    log.warning("guest id %s was not resumed; the server assigned %s",
+                                self._guest_id, guest_id)
                 conn.guest_id = self._guest_id = str(guest_id)
+                self._guest_resume_token = str(token) if token else None
             else:
                 conn.lost = conn.lost or f"bad guest_registered payload: {data!r}"
             self._cond.notify_all()

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="identity token (default: $PRESENCE_TOKEN)")
     p.add_argument("--guest", action="store_true", help="register as a guest")
     p.add_argument("--guest-id", help="keep this guest id from an earlier run")
+    p.add_argument("--guest-token", default=os.environ.get("PRESENCE_GUEST_TOKEN"),
+                   help="the resumeToken that came with --guest-id (default: "
+                        "$PRESENCE_GUEST_TOKEN)")
     p.add_argument("--heartbeat-interval", type=float, metavar="SECONDS",
                    help="override the server's advised heartbeat interval")
     p.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -84,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = PresenceClient(
             args.url, args.name, token=args.token, guest=args.guest, guest_id=args.guest_id,
+            guest_resume_token=args.guest_token,
             heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
             backoff=Backoff(initial=min(0.5, args.max_delay), max_delay=args.max_delay),
             transports=TRANSPORTS[args.transport])

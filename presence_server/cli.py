@@ -102,10 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _token_lifetime(text: str) -> float:
+    """`--expires`: a duration (`90s`, `30m`, `24h`, `7d`), greater than zero."""
+    from .config import parse_duration
+
+    days = text.strip()[:-1] if text.strip().endswith("d") else None
+    try:
+        seconds = float(days) * 86400 if days is not None else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 30m, 24h or 7d, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
+    return seconds
+
+
 def token_main(argv: list[str] | None = None) -> int:
-    """`presence-token NAME`: print an identity token for NAME signed with PRESENCE_SECRET."""
+    """`presence-token NAME [--expires 24h]`: print an identity token for NAME signed with
+    PRESENCE_SECRET."""
     parser = argparse.ArgumentParser(prog="presence-token", description=token_main.__doc__)
     parser.add_argument("name")
+    parser.add_argument("--expires", type=_token_lifetime, metavar="DURATION",
+                        help="refuse the token after this long (30m, 24h, 7d); default: never")
     args = parser.parse_args(argv)
     secret = os.environ.get("PRESENCE_SECRET")
     if not secret:
@@ -114,7 +132,7 @@ def token_main(argv: list[str] | None = None) -> int:
         return 2
     from presence_server.web.identity import Identities
 
-    print(Identities(secret).issue(args.name))
+    print(Identities(secret).issue(args.name, expires_in=args.expires))
     return 0
 
 

@@ -78,8 +78,8 @@ class Runtime:
         self.shutting_down = False
         self.stopped = False
         self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
-        self.identities = Identities(config.security["secret"])
         self.store = open_store(config.store["url"], runner=_store_runner())
+        self.identities = Identities.for_store(config.security["secret"], self.store)
         self.directory: dict[str, ClientEntry] = {}
         self.app, self.socketio, self.events = create_app(self)
         self.server = self.socketio.server

@@ -164,6 +164,15 @@ class Store(ABC):
             return False
         return self.last_error is None
 
+    # --- small settings (e.g. the guest token key), written at once, not buffered ----------------
+    def get_meta(self, key: str) -> str | None:
+        """A setting kept by the store, or `None`."""
+        raise NotImplementedError(f"the {self.kind} store keeps no settings")
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a setting (written before this returns)."""
+        raise NotImplementedError(f"the {self.kind} store keeps no settings")
+
     # --- what a backend implements ----------------------------------------------------------------
     @abstractmethod
     def _write(self, records: list[ClientRecord], transitions: list[Transition],

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS transitions (
     node TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_by_name ON transitions (name, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -183,6 +184,16 @@ class SqliteStore(Store):
             "SELECT name, status, previous, reason, at, version, node FROM transitions"
             " WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)).fetchall())
         return [Transition(*row) for row in reversed(rows)]
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._run(lambda: self._connection.execute(
+            "SELECT value FROM meta WHERE key = ?", (key,)).fetchone())
+        return row[0] if row is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._run(lambda: self._connection.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)))
 
     def _ping(self) -> None:
         self._run(lambda: self._connection.execute("SELECT 1").fetchone())

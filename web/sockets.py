@@ -239,17 +239,22 @@ class SocketEvents:
         session = SocketSession(ip=validation.client_ip(environ),
                                 tokens=float(self.rate))
         if credentials.guest:
-            guest_id = self._guest_id(credentials.guest_id)
+            guest_id, refused = self._guest_id(credentials.guest_id, credentials.resume_token)
             session.name, session.guest = guest_id, True
             session.display_name = credentials.display_name
             self.sessions[sid] = session
             self._deliver(guest_id, Connect(sid, session.ip, self._noticed()), True,
                           credentials.display_name)
-            self.server.start_background_task(
-                self.server.emit, "guest_registered",
-                {"guestId": guest_id, "name": credentials.display_name}, to=sid)
-            log.info("socket %s registered as guest %s (%s)", sid, guest_id,
-                     credentials.display_name)
+            registered = {"guestId": guest_id, "name": credentials.display_name,
+                          "resumeToken": self.runtime.identities.guest_token(guest_id)}
+            self.server.start_background_task(self._welcome_guest, sid, registered, refused)
+            if refused is None:
+                log.info("socket %s registered as guest %s (%s)", sid, guest_id,
+                         credentials.display_name)
+            else:
+                log.info("socket %s registered as guest %s (%s) with a NEW id: resuming %s was "
+                         "refused: %s (%s)", sid, guest_id, credentials.display_name,
+                         credentials.guest_id, refused, refused.code)
             return True
         if credentials.name is not None:
             try:
@@ -264,14 +269,34 @@ class SocketEvents:
         self.sessions[sid] = session
         return True
 
-    def _guest_id(self, requested: str | None) -> str:
-        """Resume a known guest id when the guest asks for it, else make a new one."""
-        if requested is not None:
-            entry = self.runtime.directory.get(requested)
-            record = entry.state if entry is not None else self.runtime.store.get(requested)
-            if record is not None and record.guest:
-                return requested
-        return f"guest-{uuid.uuid4().hex[:16]}"
+    def _guest_id(self, requested: str | None,
+                  resume_token: str | None) -> tuple[str, Invalid | None]:
+        """The guest's id, and why the one it asked for was refused (`None`: not refused).
+
+        `requested` is resumed only with its resume token (from `guest_registered`), even when
+        no record of it is left (purged at start-up, cleaned up), and never when a registered
+        client holds that name; else the guest gets a new id.
+        """
+        if requested is None:
+            return f"guest-{uuid.uuid4().hex[:16]}", None
+        try:
+            self.runtime.identities.verify_guest(requested, resume_token)
+        except Invalid as problem:
+            return f"guest-{uuid.uuid4().hex[:16]}", problem
+        entry = self.runtime.directory.get(requested)
+        record = entry.state if entry is not None else self.runtime.store.get(requested)
+        if record is not None and not record.guest:
+            return f"guest-{uuid.uuid4().hex[:16]}", Invalid(
+                "guest_id_taken", f"{requested!r} is a registered client, not a guest")
+        return requested, None
+
+    def _welcome_guest(self, sid: str, registered: dict[str, Any],
+                       refused: Invalid | None) -> None:
+        """After the connect: `error` (why the id asked for was refused), `guest_registered`."""
+        if refused is not None:
+            self.server.emit("error", {"code": refused.code, "message": str(refused),
+                                       "event": "connect"}, to=sid)
+        self.server.emit("guest_registered", registered, to=sid)
 
     def on_disconnect(self, sid: str, *_: Any) -> None:
         session = self.sessions.pop(sid, None)

@@ -72,10 +72,12 @@ class Credentials:
     guest: bool = False
     display_name: str | None = None
     guest_id: str | None = None
+    resume_token: str | None = None
 
 
 def connect_auth(auth: Any) -> Credentials:
-    """The connect `auth`: `{clientName, token?}`, `{guest: true, name?, guestId?}` or nothing."""
+    """The connect `auth`: `{clientName, token?}`, `{guest: true, name?, guestId?,
+    resumeToken?}` or nothing."""
     if auth is None or auth == {}:
         return Credentials()
     if not isinstance(auth, dict):
@@ -91,7 +93,13 @@ def connect_auth(auth: Any) -> Credentials:
         guest_id = auth.get("guestId")
         if guest_id is not None:
             guest_id = name(guest_id, "auth.guestId")
-        return Credentials(guest=True, display_name=display.strip(), guest_id=guest_id)
+        resume_token = auth.get("resumeToken")
+        if resume_token is not None and (not isinstance(resume_token, str)
+                                         or len(resume_token) > MAX_TOKEN):
+            raise Invalid("invalid_auth", f"auth.resumeToken must be a string of at most "
+                                          f"{MAX_TOKEN} characters")
+        return Credentials(guest=True, display_name=display.strip(), guest_id=guest_id,
+                           resume_token=resume_token)
     if auth.get("clientName") is None:
         return Credentials(token=optional_token(auth.get("token")))
     try:

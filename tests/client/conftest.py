@@ -46,7 +46,8 @@ def make_client() -> Iterator:
 
 # Variables that would change a server's behaviour behind a test's overrides.
 _FOREIGN_ENV = ("PRESENCE_ADMIN_TOKEN", "PRESENCE_SECRET", "REDIS_URL", "PRESENCE_CONFIG",
-                "PRESENCE_NODE_ID", "PORT", "LOG_LEVEL", "PRESENCE_TOKEN")
+                "PRESENCE_NODE_ID", "PORT", "LOG_LEVEL", "PRESENCE_TOKEN",
+                "PRESENCE_GUEST_TOKEN")
 _LIVE_SERVERS: list = []
 
 

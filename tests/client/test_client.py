@@ -118,15 +118,52 @@ def test_guest_gets_an_id_heartbeats_as_it_and_keeps_it_on_reconnect(
     assert client.wait_online(10)
     assert client.guest_id == "guest-1" and client.identity == "guest-1"
     assert tiny_server.seen("connect")[0].data == {"guest": True, "name": "Visitor"}
-    registered.wait_for(lambda items: items == [{"guestId": "guest-1", "name": "Visitor"}])
+    registered.wait_for(lambda items: items == [
+        {"guestId": "guest-1", "name": "Visitor", "resumeToken": "token-guest-1"}])
+    assert client.guest_resume_token == "token-guest-1"
     tiny_server.wait_for(lambda: any(b.data["clientName"] == "guest-1"
                                      for b in tiny_server.seen("heartbeat")))
 
     tiny_server.disconnect_all()
     connects = tiny_server.wait_count("connect", 2)
-    assert connects[1].data == {"guest": True, "name": "Visitor", "guestId": "guest-1"}
+    assert connects[1].data == {"guest": True, "name": "Visitor", "guestId": "guest-1",
+                                "resumeToken": "token-guest-1"}
     success = tiny_server.wait_count("reconnection_success", 1)
     assert success[0].data == {"clientName": "guest-1"}
+    assert client.guest_id == "guest-1"
+
+
+def test_guest_resumes_an_id_from_an_earlier_run_with_its_token(
+        tiny_server: TinyServer, make_client) -> None:
+    client = make_client(tiny_server.url, "Visitor", guest=True, guest_id="guest-7",
+                         guest_resume_token="token-guest-7")
+    client.start()
+    assert client.wait_online(10)
+    assert tiny_server.seen("connect")[0].data == {
+        "guest": True, "name": "Visitor", "guestId": "guest-7", "resumeToken": "token-guest-7"}
+    assert client.guest_id == "guest-7" and client.guest_resume_token == "token-guest-7"
+
+
+def test_guest_takes_the_new_id_and_token_when_its_resume_is_refused(
+        tiny_server: TinyServer, make_client) -> None:
+    client = make_client(tiny_server.url, "Visitor", guest=True, guest_id="guest-7",
+                         guest_resume_token="stale")
+    client.start()
+    assert client.wait_online(10)
+    assert client.guest_id == "guest-1" and client.guest_resume_token == "token-guest-1"
+    tiny_server.wait_for(lambda: any(b.data["clientName"] == "guest-1"
+                                     for b in tiny_server.seen("heartbeat")))
+
+    tiny_server.disconnect_all()  # and the new id is the one it keeps from then on
+    connects = tiny_server.wait_count("connect", 2)
+    assert connects[1].data == {"guest": True, "name": "Visitor", "guestId": "guest-1",
+                                "resumeToken": "token-guest-1"}
+    assert client.wait_online(10) and client.guest_id == "guest-1"
+
+
+def test_a_guest_token_needs_its_guest_id() -> None:
+    with pytest.raises(ValueError, match="guest_resume_token needs the guest_id"):
+        PresenceClient("http://127.0.0.1:1", "Visitor", guest=True, guest_resume_token="t")
 
 
 def test_guest_without_registration_counts_as_a_failed_connection(

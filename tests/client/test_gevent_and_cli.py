@@ -67,12 +67,27 @@ def test_cli_keeps_retrying_while_there_is_no_server() -> None:
             proc.expect(r" retry .*; next try in 0\.\d\ds$")
         server = TinyServer().start(port)
         try:
-            proc.expect(r' notice guest_registered \{"guestId": "guest-1", "name": "lonely"\}')
+            proc.expect(r' notice guest_registered \{"guestId": "guest-1", "name": "lonely", '
+                        r'"resumeToken": "token-guest-1"\}')
             proc.expect(r" state online \(connected\)$")
         finally:
             proc.signal(signal.SIGTERM)
             assert proc.wait() == 0
             server.stop()
+    finally:
+        proc.kill()
+
+
+def test_cli_resumes_a_guest_id_with_its_token(tiny_server: TinyServer) -> None:
+    proc = cli(tiny_server.url, "--name", "back", "--guest", "--guest-id", "guest-9",
+               "--guest-token", "token-guest-9")
+    try:
+        proc.expect(r' notice guest_registered \{"guestId": "guest-9", ')
+        proc.expect(r" state online \(connected\)$")
+        assert tiny_server.seen("connect")[0].data == {
+            "guest": True, "name": "back", "guestId": "guest-9", "resumeToken": "token-guest-9"}
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
     finally:
         proc.kill()
 

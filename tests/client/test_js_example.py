@@ -124,3 +124,42 @@ def test_js_example_notices_a_hung_server(node_modules: Path, tmp_path) -> None:
     finally:
         node.kill()
         server.stop()
+
+
+GUEST_SCRIPT = """
+const { io } = require("socket.io-client");
+// As the docs' guest paragraph says: keep guestId and resumeToken in socket.auth.
+const socket = io(process.env.PRESENCE_URL,
+                  { auth: { guest: true, name: "Visitor" }, transports: ["websocket"] });
+socket.on("guest_registered", ({ guestId, resumeToken }) => {
+  socket.auth.guestId = guestId;
+  socket.auth.resumeToken = resumeToken;
+  console.log("guest " + guestId);
+});
+socket.on("error", (e) => console.log("error " + e.code));
+process.on("SIGTERM", () => { socket.disconnect(); process.exit(0); });
+"""
+
+
+@pytest.mark.slow
+def test_js_guest_keeps_its_id_across_a_restart_that_purged_guests(
+        node_modules: Path, make_server, tmp_path) -> None:
+    server = make_server({"guests": {"purge_on_startup": True}})
+    script = tmp_path / "guest.js"
+    script.write_text(GUEST_SCRIPT, encoding="utf-8")
+    node = LineProcess(["node", str(script)], cwd=tmp_path, env={
+        "PRESENCE_URL": server.url, "NODE_PATH": str(node_modules)})
+    try:
+        guest_id = node.expect(r"^guest (guest-\w+)$").group(1)
+        wait_until(lambda: (r := server.client(guest_id)) and r["status"] == "online", 15,
+                   what="the JS guest online")
+        server.kill()  # the connection just dies; socket.io-client reconnects by itself
+        server.start()  # purges the guest's record at start-up
+        assert node.expect(r"^guest (guest-\w+)$", timeout=30).group(1) == guest_id
+        wait_until(lambda: (r := server.client(guest_id)) and r["status"] == "online", 15,
+                   what="the JS guest back under its id")
+        node.signal(signal.SIGTERM)
+        assert node.wait() == 0
+        assert not any(line.startswith("error") for line in node.text()), node.text()
+    finally:
+        node.kill()

@@ -160,13 +160,14 @@ def test_sdk_end_to_end_heartbeat_advice_status_watch_and_checks(
     assert record["connections"] == 1
 
 
-def test_guest_keeps_its_id_across_a_server_restart(make_server, make_client) -> None:
-    server = make_server({"guests": {"purge_on_startup": False, "connection_timeout": "15s"}})
+@pytest.mark.parametrize("purge", [False, True], ids=["kept", "purged"])
+def test_guest_keeps_its_id_across_a_server_restart(make_server, make_client, purge) -> None:
+    server = make_server({"guests": {"purge_on_startup": purge, "connection_timeout": "15s"}})
     client = make_client(server.url, "Visitor", guest=True)
     client.start()
     assert client.wait_online(10)
-    guest_id = client.guest_id
-    assert guest_id and guest_id.startswith("guest-")
+    guest_id, token = client.guest_id, client.guest_resume_token
+    assert guest_id and guest_id.startswith("guest-") and token
     record = record_of(server, guest_id, "online")
     assert record["guest"] is True
 
@@ -174,9 +175,27 @@ def test_guest_keeps_its_id_across_a_server_restart(make_server, make_client) ->
     assert client.wait_for(State.RECONNECTING, 10)
     server.start()
     assert client.wait_online(20)
-    assert client.guest_id == guest_id
-    record = record_of(server, guest_id, "online", "reconnected")
+    assert client.guest_id == guest_id and client.guest_resume_token == token
+    # purged at start-up, the record is new; else the guest came back within its grace
+    record = record_of(server, guest_id, "online", "connected" if purge else "reconnected")
     assert "offline" not in statuses(record)
+
+
+def test_guest_resumes_its_id_in_a_later_run_with_its_token(make_server, make_client) -> None:
+    server = make_server()
+    first = make_client(server.url, "Visitor", guest=True).start()
+    assert first.wait_online(10)
+    guest_id, token = first.guest_id, first.guest_resume_token
+    first.close()
+
+    later = make_client(server.url, "Visitor", guest=True, guest_id=guest_id,
+                        guest_resume_token=token).start()
+    assert later.wait_online(10)
+    assert later.guest_id == guest_id
+    stranger = make_client(server.url, "Visitor", guest=True, guest_id=guest_id).start()
+    assert stranger.wait_online(10)
+    assert stranger.guest_id != guest_id  # the id alone does not make anyone that guest
+    assert record_of(server, guest_id, "online")["connections"] == 1
 
 
 def test_a_refused_connection_carries_the_servers_reason(make_server, make_client) -> None:

@@ -128,10 +128,13 @@ class TinyServer:
                 raise socketio.exceptions.ConnectionRefusedError(self.refuse)
             auth = auth or {}
             if auth.get("guest"):
-                guest_id = auth.get("guestId") or f"guest-{next(self._guest_ids)}"
+                # like the real server: an id is given back only with its resume token
+                guest_id = auth.get("guestId")
+                if not guest_id or auth.get("resumeToken") != f"token-{guest_id}":
+                    guest_id = f"guest-{next(self._guest_ids)}"
                 self.sids[sid] = guest_id
-                sio.emit("guest_registered", {"guestId": guest_id, "name": auth.get("name")},
-                         to=sid)
+                sio.emit("guest_registered", {"guestId": guest_id, "name": auth.get("name"),
+                                              "resumeToken": f"token-{guest_id}"}, to=sid)
             else:
                 self.sids[sid] = auth.get("clientName")
 

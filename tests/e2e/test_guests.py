@@ -1,9 +1,16 @@
-"""Guests: server-assigned ids, their own grace, cleanup of offline guests, resuming an id."""
+"""Guests: server-assigned ids, their own grace, cleanup of offline guests, resuming an id
+(only with its resume token: holding another guest's id is not enough to become that guest)."""
 
 from __future__ import annotations
 
-import pytest
+import signal
+import sqlite3
 
+import pytest
+import socketio
+from presence_server.web.identity import GUEST_KEY, Identities
+
+from tests.support.clients import RecordingClient
 from tests.support.server import wait_for
 
 from .helpers import (
@@ -51,7 +58,8 @@ def join_as_guest(server, connect, transport, name="Visitor", **extra):
 def test_guest_is_registered_with_a_server_id_and_listed(server, connect, transport):
     guest, registered = join_as_guest(server, connect, transport)
 
-    assert set(registered) == {"guestId", "name"}
+    assert set(registered) == {"guestId", "name", "resumeToken"}
+    assert isinstance(registered["resumeToken"], str) and registered["resumeToken"]
     assert registered["name"] == "Visitor"
     guest_id = registered["guestId"]
     assert guest_id.startswith("guest-")
@@ -95,9 +103,11 @@ def test_guest_resuming_its_id_within_grace_keeps_it(server, connect, transport)
     guest.drop()
     wait_change(watcher, guest_id, "reconnecting", timeout=LONG)
 
-    again, resumed = join_as_guest(server, connect, transport, guestId=guest_id)
+    again, resumed = join_as_guest(server, connect, transport, guestId=guest_id,
+                                   resumeToken=registered["resumeToken"])
 
-    assert resumed == {"guestId": guest_id, "name": "Visitor"}
+    assert resumed == registered
+    assert again.of("error") == []
     wait_change(watcher, guest_id, "online", "reconnected")
     record = wait_record(server, guest_id, "online", "reconnected", connections=1)
     assert path_of(record["transitions"]) == [
@@ -106,11 +116,13 @@ def test_guest_resuming_its_id_within_grace_keeps_it(server, connect, transport)
 
 
 def test_unknown_guest_id_gets_a_new_one(server, connect, transport):
-    _, registered = join_as_guest(server, connect, transport, guestId="guest-never-issued")
+    guest, registered = join_as_guest(server, connect, transport, guestId="guest-never-issued")
 
     assert registered["guestId"] != "guest-never-issued"
     assert registered["guestId"].startswith("guest-")
     assert server.client("guest-never-issued") is None
+    error = guest.wait_event("error")
+    assert error["code"] == "resume_token_required" and error["event"] == "connect"
 
 
 def test_guest_cannot_claim_a_registered_clients_name(server, connect, transport, unique):
@@ -122,4 +134,94 @@ def test_guest_cannot_claim_a_registered_clients_name(server, connect, transport
 
     assert registered["guestId"] != name
     assert server.client(name) == before
+    assert member.heartbeat(name)["status"] == "ok"
+
+
+def test_another_guests_id_without_its_token_gets_a_new_id(server, connect, transport):
+    """Bug 8: presenting a guest's id (seen in a page, a log, a watcher event) took it over."""
+    victim, registered = join_as_guest(server, connect, transport, name="Victim")
+    victim_id = registered["guestId"]
+    before = wait_record(server, victim_id, "online", "connected", connections=1)
+    _, own = join_as_guest(server, connect, transport, name="Attacker")
+
+    attempts = [({}, "resume_token_required"),
+                ({"resumeToken": "forged"}, "invalid_resume_token"),
+                ({"resumeToken": own["resumeToken"]}, "invalid_resume_token")]  # another id's
+    for extra, code in attempts:
+        attacker, taken = join_as_guest(server, connect, transport, name="Attacker",
+                                        guestId=victim_id, **extra)
+        assert taken["guestId"] != victim_id and taken["guestId"].startswith("guest-")
+        assert taken["resumeToken"] != registered["resumeToken"]
+        error = attacker.wait_event("error")
+        assert error["code"] == code and error["event"] == "connect", error
+        assert attacker.heartbeat(taken["guestId"])["status"] == "ok"
+        assert attacker.heartbeat(victim_id)["code"] == "identity_mismatch"
+
+    after = server.client(victim_id)
+    assert {k: after[k] for k in ("status", "reason", "version", "connections", "display_name")} \
+        == {k: before[k] for k in ("status", "reason", "version", "connections", "display_name")}
+    assert victim.heartbeat(victim_id)["status"] == "ok"
+    assert victim.of("error") == []
+    log = server.log_text()
+    assert f"resuming {victim_id} was refused" in log and "resume_token_required" in log
+
+
+def test_a_malformed_resume_token_is_refused_with_a_message(server, transport):
+    client = RecordingClient(server.url, transport,
+                             auth={"guest": True, "name": "Visitor", "guestId": "guest-x",
+                                   "resumeToken": 5})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+    try:
+        refusal = client.wait_event("connect_error")
+    finally:
+        client.close()
+    message = refusal.get("message") if isinstance(refusal, dict) else refusal
+    assert "auth.resumeToken" in message, message
+
+
+@pytest.mark.parametrize("transport_,secret", [("websocket", None), ("polling", "e2e-secret")],
+                         ids=["websocket-stored-key", "polling-secret"])
+def test_guest_keeps_its_id_across_a_restart_that_purged_guests(
+        make_server, connect, transport_, secret):
+    """The id survives a SIGTERM restart although purge_on_startup deleted its record: the resume
+    token alone proves it (signed with security.secret, else with a key kept in the store)."""
+    overrides = {**GUESTS, "guests": {**GUESTS["guests"], "purge_on_startup": True},
+                 "security": {"secret": secret}}
+    server = make_server(overrides)
+    guest, registered = join_as_guest(server, connect, transport_)
+    guest_id = registered["guestId"]
+    wait_record(server, guest_id, "online", "connected", guest=True)
+    guest.close()
+
+    assert server.stop(signal.SIGTERM) == 0
+    server.start()
+    assert server.client(guest_id) is None  # purged at start-up
+
+    again, resumed = join_as_guest(server, connect, transport_, guestId=guest_id,
+                                   resumeToken=registered["resumeToken"])
+    assert resumed == registered
+    assert again.of("error") == []
+    wait_record(server, guest_id, "online", "connected", guest=True, connections=1)
+    assert again.heartbeat(guest_id)["status"] == "ok"
+    _, stranger = join_as_guest(server, connect, transport_, guestId=guest_id)
+    assert stranger["guestId"] != guest_id
+
+
+def test_a_valid_token_never_resumes_a_name_a_registered_client_holds(server, connect, transport,
+                                                                      unique):
+    """Without a secret anyone may register `guest-…` as a plain name: a resume token for that
+    id (signed with the key the server keeps in its store) does not make a guest of it."""
+    name = f"guest-{unique('plain')}"
+    member = connect(server.url, transport, auth={"clientName": name})
+    before = wait_record(server, name, "online", guest=False)
+    with sqlite3.connect(server.workdir / "presence.db") as db:
+        [(key,)] = db.execute("SELECT value FROM meta WHERE key = ?", (GUEST_KEY,)).fetchall()
+    token = Identities(None, guest_key=key).guest_token(name)
+
+    guest, registered = join_as_guest(server, connect, transport, guestId=name, resumeToken=token)
+
+    assert registered["guestId"] != name
+    assert guest.wait_event("error")["code"] == "guest_id_taken"
+    assert server.client(name)["version"] == before["version"]
     assert member.heartbeat(name)["status"] == "ok"

@@ -31,6 +31,9 @@ def test_good_names(value):
      validation.Credentials(guest=True, display_name="Visitor")),
     ({"guest": True, "name": "V", "guestId": "guest-1"},
      validation.Credentials(guest=True, display_name="V", guest_id="guest-1")),
+    ({"guest": True, "name": "V", "guestId": "guest-1", "resumeToken": "t"},
+     validation.Credentials(guest=True, display_name="V", guest_id="guest-1",
+                            resume_token="t")),
 ])
 def test_connect_auth(auth, expected):
     assert validation.connect_auth(auth) == expected
@@ -43,6 +46,13 @@ def test_connect_auth(auth, expected):
 def test_bad_connect_auth(auth):
     with pytest.raises(Invalid):
         validation.connect_auth(auth)
+
+
+@pytest.mark.parametrize("token", [5, ["t"], {"t": 1}, "t" * (validation.MAX_TOKEN + 1)])
+def test_bad_guest_resume_token(token):
+    with pytest.raises(Invalid) as raised:
+        validation.connect_auth({"guest": True, "guestId": "guest-1", "resumeToken": token})
+    assert raised.value.code == "invalid_auth" and "auth.resumeToken" in str(raised.value)
 
 
 def test_optional_fields():
