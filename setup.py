@@ -22,17 +22,17 @@ class BuildWithDefaults(build_py):
         shutil.copyfile(HERE / "config.yaml", target)
 
 
-# Upper pins: web/hooks.py changes the internals of engineio, socketio, gevent-websocket (and
-# uses wsaccel); each hook also checks the version it meets and falls back to the library's stock
-# behaviour outside the range it was tested with (see HOOKS there).
+# Upper pins = the ranges web/hooks.py was tested with: it changes internals of engineio,
+# socketio and gevent-websocket (with wsaccel). Each hook also checks the version it meets and
+# keeps the library's stock behaviour outside its range (an install that ignores these pins).
 SERVER_REQUIRES = [
     "gevent>=23.9",
     "gevent-websocket>=0.10,<0.11",  # web/frames.py: Header.mask_payload
     "wsaccel>=0.6,<0.7",  # C unmasking and UTF-8 checks for gevent-websocket (web/frames.py)
     "Flask>=3.0",
     "Flask-SocketIO>=5.3,<6",
-    "python-socketio>=5.10,<6",  # web/sockets.py ReplyServer, web/rooms.py manager
-    "python-engineio>=4.9,<5",  # web/pings.py, web/writer.py: engineio 4's Socket
+    "python-socketio>=5.10,<5.19",  # web/sockets.py ReplyServer, web/rooms.py manager
+    "python-engineio>=4.9,<4.16",  # web/pings.py, web/writer.py: engineio 4's Socket
     "Pykka>=4.0,<5",  # actors/ondemand.py builds on pykka.Actor's runtime hooks
     "redis>=5.0",
     "PyYAML>=6.0",

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import yaml
+
 from presence_server.config import load_config, redact
 
 
