@@ -19,6 +19,11 @@ import logging
 
 from . import hooks
 
+try:
+    from wsaccel.xormask import XorMaskerSimple
+except ImportError:  # install() says so and keeps gevent-websocket's Python loop
+    XorMaskerSimple = None
+
 log = logging.getLogger("presence.sockets")
 
 HOOK = hooks.FRAMES
@@ -31,9 +36,7 @@ def install(versions: dict[str, str | None] | None = None) -> bool:
     """
     if HOOK.status == hooks.ACTIVE:
         return True
-    try:
-        import wsaccel.xormask  # noqa: F401
-    except ImportError:
+    if XorMaskerSimple is None:
         log.warning("wsaccel is not installed: WebSocket frames are unmasked in pure Python")
         HOOK.stock("wsaccel is not installed")
         return False
@@ -48,8 +51,6 @@ def install(versions: dict[str, str | None] | None = None) -> bool:
 
 def unmask_payload(header: object, payload: bytes) -> bytearray:
     """gevent-websocket's `Header.mask_payload` in C: its own inverse, returns a bytearray."""
-    from wsaccel.xormask import XorMaskerSimple
-
     return bytearray(XorMaskerSimple(header.mask).process(payload))  # type: ignore[attr-defined]
 
 

@@ -19,6 +19,10 @@ import logging
 import time
 from typing import Any
 
+import gevent
+from engineio import packet
+from engineio import socket as engine_socket
+
 from . import hooks
 
 log = logging.getLogger("presence.sockets")
@@ -40,16 +44,12 @@ def install(versions: dict[str, str | None] | None = None) -> bool:
         return False
     if not HOOK.allowed(versions):
         return False
-    from engineio import socket as engine_socket
-
     HOOK.patch(engine_socket.Socket, "schedule_ping", schedule_ping)
     return True
 
 
 def send_ping(sock: Any) -> None:
     """engineio's `_send_ping` after its sleep: the same checks and `last_ping` bookkeeping."""
-    from engineio import packet
-
     try:
         if not sock.closing and not sock.closed:
             sock.last_ping = time.time()
@@ -59,8 +59,6 @@ def send_ping(sock: Any) -> None:
 
 
 def _ping_due(sock: Any, timer: Any) -> None:
-    import gevent
-
     timer.close()
     sock._ping_timer = None
     gevent.spawn_raw(send_ping, sock)
@@ -70,8 +68,6 @@ def schedule_ping(sock: Any) -> None:
     """engineio's `Socket.schedule_ping`, arming a libev timer instead of a sleeping greenlet."""
     # like engineio: only schedule a new ping once the previous ping cycle completed
     if sock.last_ping:
-        import gevent
-
         sock.last_ping = None
         timer = gevent.get_hub().loop.timer(sock.server.ping_interval)
         sock._ping_timer = timer  # keeps the watcher alive until it fires

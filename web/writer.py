@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engineio import socket as engine_socket
+
 from . import hooks
 
 HOOK = hooks.WRITER
@@ -38,8 +40,6 @@ def install(versions: dict[str, str | None] | None = None) -> bool:
         return False
     if not HOOK.allowed(versions):
         return False
-    from engineio import socket as engine_socket
-
     HOOK.patch(engine_socket.Socket, "poll", poll)
     return True
 
@@ -47,8 +47,6 @@ def install(versions: dict[str, str | None] | None = None) -> bool:
 def poll(sock: Any) -> list[Any]:
     """engineio's `Socket.poll`, without the timeout once the socket is a websocket."""
     if not sock.upgraded:  # long-polling: engineio's poll, with its timeout
-        from engineio import socket as engine_socket
-
         return HOOK.original(engine_socket.Socket, "poll")(sock)
     # websocket: only the writer calls poll once upgraded (polling GETs get a NOOP)
     queue = sock.queue
