@@ -16,7 +16,7 @@ Five hooks make the server lighter than its libraries allow by themselves:
 Each hook checks the installed version before it changes anything. Outside the range it was
 tested with (a newer release may have changed the internals it replaces) it logs one warning and
 leaves the library's stock behaviour in place: slower, never wrong. `/api/stats` shows each
-hook's `status` (`active` or `stock`), the `version` it met and why it is stock. Every
+hook's `status` (`active` or `stock`), the `versions` it met and why it is stock. Every
 replacement goes through `Hook.patch`, which keeps the original for the differential tests
 (tests/unit/test_hooks.py, test_rooms.py, test_frames.py compare each hook with the stock code
 of the installed version). To accept a new release: run those tests against it, then widen the
