@@ -22,18 +22,23 @@ class BuildWithDefaults(build_py):
         shutil.copyfile(HERE / "config.yaml", target)
 
 
+# Upper pins = the ranges web/hooks.py was tested with: it changes internals of engineio,
+# socketio and gevent-websocket (with wsaccel). Each hook also checks the version it meets and
+# keeps the library's stock behaviour outside its range (an install that ignores these pins).
 SERVER_REQUIRES = [
     "gevent>=23.9",
-    "gevent-websocket>=0.10",
-    "wsaccel>=0.6",  # C unmasking and UTF-8 checks for gevent-websocket (web/frames.py)
+    "gevent-websocket>=0.10,<0.11",  # web/frames.py: Header.mask_payload
+    "wsaccel>=0.6,<0.7",  # C unmasking and UTF-8 checks for gevent-websocket (web/frames.py)
     "Flask>=3.0",
-    "Flask-SocketIO>=5.3",
-    "python-socketio>=5.10",
-    "python-engineio>=4.9,<5",  # web/pings.py replaces Socket.schedule_ping (engineio 4 API)
+    "Flask-SocketIO>=5.3,<6",
+    "python-socketio>=5.10,<5.19",  # web/sockets.py ReplyServer, web/rooms.py manager
+    "python-engineio>=4.14,<4.16",  # web/pings.py (4.14+ ping cycle), web/writer.py: Socket
     "Pykka>=4.0,<5",  # actors/ondemand.py builds on pykka.Actor's runtime hooks
     "redis>=5.0",
     "PyYAML>=6.0",
-    "gunicorn>=22.0",
+    # [gevent]: gunicorn's gevent worker (the Procfile's, via gevent-websocket) imports
+    # `packaging`, which gunicorn >= 24 only installs with that extra.
+    "gunicorn[gevent]>=22.0",
 ]
 CLIENT_REQUIRES = ["python-socketio[client]>=5.10", "websocket-client>=1.6", "requests>=2.31"]
 

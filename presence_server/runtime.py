@@ -21,7 +21,7 @@ from presence_server.actors.state import Timing
 from presence_server.actors.supervisor import Intervals, Supervisor
 from presence_server.store import open_store
 from presence_server.store.records import iso
-from presence_server.web import frames
+from presence_server.web import frames, hooks
 from presence_server.web.identity import Identities
 
 from . import gctuning
@@ -111,13 +111,14 @@ class Runtime:
         log.info("node %s ready (store: %s)", self.node, self.store.kind)
 
     def internals(self) -> dict[str, Any]:
-        """Actor count, mail waiting in client mailboxes, garbage-collector work (all O(1))."""
+        """Actor count, mail waiting in client mailboxes, garbage-collector work, the status of
+        each third-party hook (web/hooks.py); all O(1)."""
         gc_work = self.gc.snapshot()
         pacer = self.gc_pacer
         gc_work.update(young_every_s=pacer.young_every, freezes=pacer.freezes,
                        thaws=pacer.thaws, thaw_every_s=pacer.thaw_every)
         return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work,
-                "websocket_accelerated": frames.accelerated()}
+                "websocket_accelerated": frames.accelerated(), "hooks": hooks.status()}
 
     def shutdown(self) -> None:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""

@@ -9,37 +9,49 @@ gevent-websocket already picks up `wsaccel`'s UTF-8 validator by itself when it 
 
 Nothing changes on the wire or in what is accepted: the same bytes come out, the same invalid
 UTF-8 is refused (tests/unit/test_frames.py checks both against gevent-websocket's own code).
+This is the `frames` hook of web/hooks.py: outside the gevent-websocket and wsaccel versions it
+was tested with, gevent-websocket's own unmasking stays.
 """
 
 from __future__ import annotations
 
 import logging
 
+from . import hooks
+
+try:
+    from wsaccel.xormask import XorMaskerSimple
+except ImportError:  # install() says so and keeps gevent-websocket's Python loop
+    XorMaskerSimple = None
+
 log = logging.getLogger("presence.sockets")
 
-_installed = False
+HOOK = hooks.FRAMES
 
 
-def install() -> bool:
-    """Unmask frames with wsaccel (once per process); False when wsaccel is missing."""
-    global _installed
-    if _installed:
+def install(versions: dict[str, str | None] | None = None) -> bool:
+    """Unmask frames with wsaccel (once per process); False when wsaccel is missing.
+
+    `versions` stands in for the installed library versions (tests of the guard).
+    """
+    if HOOK.status == hooks.ACTIVE:
         return True
-    try:
-        from wsaccel.xormask import XorMaskerSimple
-    except ImportError:
+    if XorMaskerSimple is None:
         log.warning("wsaccel is not installed: WebSocket frames are unmasked in pure Python")
+        HOOK.stock("wsaccel is not installed")
+        return False
+    if not HOOK.allowed(versions):
         return False
     from geventwebsocket.websocket import Header
 
-    def unmask_payload(header: Header, payload: bytes) -> bytearray:
-        # same contract as Header.mask_payload (it is its own inverse): a bytearray
-        return bytearray(XorMaskerSimple(header.mask).process(payload))
-
-    Header.mask_payload = unmask_payload
-    Header.unmask_payload = unmask_payload
-    _installed = True
+    HOOK.patch(Header, "mask_payload", unmask_payload)
+    HOOK.patch(Header, "unmask_payload", unmask_payload)
     return True
+
+
+def unmask_payload(header: object, payload: bytes) -> bytearray:
+    """gevent-websocket's `Header.mask_payload` in C: its own inverse, returns a bytearray."""
+    return bytearray(XorMaskerSimple(header.mask).process(payload))  # type: ignore[attr-defined]
 
 
 def accelerated() -> dict[str, bool]:
@@ -47,6 +59,6 @@ def accelerated() -> dict[str, bool]:
     from geventwebsocket import utf8validator
 
     return {
-        "unmask": _installed,
+        "unmask": HOOK.status == hooks.ACTIVE,
         "utf8": utf8validator.Utf8Validator.__module__.startswith("wsaccel"),
     }

@@ -9,6 +9,8 @@ step by `basic_enter_room`/`basic_leave_room`, so a disconnect touches that sock
 
 `RoomIndex` is a mixin so the same index fits a message-queue manager later
 (`class M(RoomIndex, socketio.RedisManager)`); `IndexedManager` is the in-process one.
+This is the `rooms` hook of web/hooks.py: outside the python-socketio versions it was tested with,
+the manager keeps python-socketio's own `disconnect` and `get_rooms` (and builds no index).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import socketio
+
+from . import hooks
+
+HOOK = hooks.ROOMS
 
 
 class RoomIndex:
@@ -26,18 +32,27 @@ class RoomIndex:
     pending_connect: dict[str, list[str]]
     pending_disconnect: dict[str, list[str]]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, indexed: bool | None = None, **kwargs: Any) -> None:
+        """`indexed`: None asks the version guard (web/hooks.py); False is python-socketio's own."""
         super().__init__(*args, **kwargs)
         # (namespace, sid) -> {room: None}, in the order entered (a dict keeps it, a set would not)
         self.rooms_of: dict[tuple[str, str], dict[Any, None]] = {}
+        if indexed is None:
+            indexed = HOOK.allowed()
+            if indexed:
+                HOOK.activate()
+        self.indexed = indexed
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any,
                          eio_sid: str | None = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
-        self.rooms_of.setdefault((namespace, sid), {})[room] = None
+        if self.indexed:
+            self.rooms_of.setdefault((namespace, sid), {})[room] = None
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        if not self.indexed:
+            return
         key = (namespace, sid)
         entered = self.rooms_of.get(key)
         if entered is not None:
@@ -47,6 +62,8 @@ class RoomIndex:
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         """python-socketio's `basic_disconnect`, minus the scan of every room."""
+        if not self.indexed:
+            return super().basic_disconnect(sid, namespace, **kwargs)  # type: ignore[misc]
         if namespace not in self.rooms:
             return
         for room in list(self.rooms_of.get((namespace, sid), ())):
@@ -61,6 +78,8 @@ class RoomIndex:
 
     def get_rooms(self, sid: str, namespace: str) -> list[Any]:
         """The rooms `sid` is in (its own included), without scanning the others."""
+        if not self.indexed:
+            return super().get_rooms(sid, namespace)  # type: ignore[misc]
         return [room for room in self.rooms_of.get((namespace, sid), ()) if room is not None]
 
 

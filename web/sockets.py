@@ -26,7 +26,7 @@ from presence_server.actors.messages import (
 )
 from presence_server.store.records import iso
 
-from . import validation
+from . import hooks, validation
 from .validation import Invalid
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ class ReplyServer(socketio.Server):
     """python-socketio's server, sending a handler's `Reply` as the ack or as an event."""
 
     def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
+        if not hooks.REPLIES.enabled():  # python-socketio outside the tested range: web/hooks.py
+            return hooks.stock_replies(super()._handle_event_internal, Reply, server, sid,
+                                       eio_sid, data, namespace, id)
         result = server._trigger_event(data[0], namespace, sid, *data[1:])
         if isinstance(result, Reply):
             if id is None:

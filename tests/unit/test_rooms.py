@@ -2,7 +2,9 @@
 
 A differential test: the same random sequence of connects, room moves and disconnects is applied
 to a real `socketio.Server` with the stock manager and to one with `IndexedManager`; rooms,
-per-socket rooms and pending lists must match after every step.
+per-socket rooms and pending lists must match after every step. The same runs check the manager
+in its fallback mode (`indexed=False`: what the version guard picks outside the tested
+python-socketio range, web/hooks.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ NAMESPACES = ["/", "/admin"]
 ROOMS = ["lobby", "watchers", "ops"]
 
 
-def make_pair() -> tuple[socketio.Manager, socketio.Manager]:
+def make_pair(indexed_mode: bool = True) -> tuple[socketio.Manager, socketio.Manager]:
     stock = socketio.Server(client_manager=socketio.Manager()).manager
-    indexed = socketio.Server(client_manager=IndexedManager()).manager
+    indexed = socketio.Server(client_manager=IndexedManager(indexed=indexed_mode)).manager
     return stock, indexed
 
 
@@ -31,8 +33,8 @@ def normalised(manager: socketio.Manager) -> dict:
 class Twin:
     """Applies one operation to both managers, using the same sids for both."""
 
-    def __init__(self) -> None:
-        self.stock, self.indexed = make_pair()
+    def __init__(self, indexed_mode: bool = True) -> None:
+        self.stock, self.indexed = make_pair(indexed_mode)
         self.connected: list[tuple[str, str]] = []  # (namespace, sid)
         self.counter = 0
 
@@ -58,10 +60,11 @@ class Twin:
                 sorted(self.indexed.get_rooms(sid, namespace), key=str)
 
 
+@pytest.mark.parametrize("indexed_mode", [True, False], ids=["indexed", "fallback"])
 @pytest.mark.parametrize("seed", range(20))
-def test_random_sequences_match_the_stock_manager(seed: int) -> None:
+def test_random_sequences_match_the_stock_manager(seed: int, indexed_mode: bool) -> None:
     rng = random.Random(seed)
-    twin = Twin()
+    twin = Twin(indexed_mode)
     for _ in range(300):
         action = rng.random()
         if action < 0.3 or not twin.connected:
@@ -115,3 +118,16 @@ def test_pending_callbacks_are_dropped_on_disconnect() -> None:
     twin.each("disconnect", "sid1", "/")
     twin.check()
     assert "sid1" not in twin.indexed.callbacks
+
+
+def test_the_version_guard_turns_the_index_on_within_the_tested_range() -> None:
+    from presence_server.web import hooks
+
+    manager = IndexedManager()
+    assert manager.indexed is hooks.ROOMS.allowed()
+    assert hooks.ROOMS.allowed(), "the installed python-socketio is outside the tested range"
+    assert hooks.ROOMS.status == hooks.ACTIVE
+    fallback = IndexedManager(indexed=False)
+    socketio.Server(client_manager=fallback)
+    fallback.connect("e1", "/")
+    assert fallback.rooms_of == {}  # no index in fallback mode
