@@ -226,13 +226,13 @@ class Store(ABC):
         if self._timer is not None:
             self._timer.cancel()
         try:
-            flushed = self.flush()
+            flushed = self.flush() and self.fault is None  # a fault: written, but not to keep
         except Exception:
             log.exception("final store flush failed")
             flushed = False
         if not flushed:
             log.error("store: the final flush failed (%s): the last changes are lost",
-                      self.last_error or self.fault)
+                      self.fault or self.last_error)
         self._close()
         return flushed
 

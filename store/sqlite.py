@@ -103,7 +103,12 @@ class SqliteStore(Store):
 
     def _run(self, function):
         if self._runner is not None:
-            return self._runner(function)
+            # The error comes back as a value and is raised here, in the caller: raised in the
+            # pool's thread, gevent would also print its traceback to stderr on every failure.
+            failed, value = self._runner(lambda: _outcome(function))
+            if failed:
+                raise value
+            return value
         with self._lock:
             return function()
 
@@ -396,6 +401,13 @@ class SqliteStore(Store):
 
     def _close(self) -> None:
         self._run(self._connection.close)
+
+
+def _outcome(function: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return False, function()
+    except Exception as error:
+        return True, error
 
 
 def _transaction(db: sqlite3.Connection, body: Callable[[], Any]) -> Any:

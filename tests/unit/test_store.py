@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from presence_server.store import open_store
 from presence_server.store.records import ClientRecord, Transition, iso
 
+from tests.support.files import make_read_only, make_writable
+
 
 def record(name: str, status: str = "online", version: int = 1, **changes) -> ClientRecord:
     base = dict(name=name, status=status, reason="connected", since=100.0, last_seen=None,
@@ -318,26 +320,6 @@ def test_a_full_disk_is_reported_as_such_not_masked_by_the_failed_rollback(tmp_p
     assert not store.healthy() and store.health()["error"] == store.last_error
     assert store.quarantined == set()  # a store error, not 300 bad records
     store.close()
-
-
-def make_read_only(path) -> None:
-    """Read-only even for root: `chattr +i` when running as root, else chmod."""
-    import os
-    import subprocess
-
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(path)], check=True)
-    else:
-        os.chmod(path, 0o555 if path.is_dir() else 0o444)
-
-
-def make_writable(path) -> None:
-    import os
-    import subprocess
-
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-    os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 def test_a_read_only_file_refuses_the_open_with_a_clear_error(tmp_path):

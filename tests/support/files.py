@@ -1,0 +1,25 @@
+"""Files and folders made read-only for real, even for root (tests run as root in CI boxes).
+
+As root, permission bits are ignored (CAP_DAC_OVERRIDE), so `chmod 444` proves nothing: root
+gets `chattr +i` (immutable: no write, no new entry in a folder, for root too); anyone else gets
+chmod. Always undo with `make_writable` (pytest cannot delete an immutable tmp_path).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def make_read_only(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    else:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+
+
+def make_writable(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    os.chmod(path, 0o755 if path.is_dir() else 0o644)
