@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -98,6 +99,7 @@ class SqliteStore(Store):
         self._by_node: dict[str, set[str]] = {}
         self._guest_names: set[str] = set()
         self._connections = 0
+        self._by_contact_second: dict[int, set[str]] = {}
         for record in self._load_records():
             self._put(record)
 
@@ -329,13 +331,14 @@ class SqliteStore(Store):
 
     def _put(self, record: ClientRecord) -> None:
         """Keep `record` and its index entries: O(1), and on the heartbeat path (where only
-        the contact times change) a dict store and three comparisons."""
+        the contact times change) a dict store, a few comparisons, at most a set move."""
         old = self._records.get(record.name)
         self._records[record.name] = record
         if old is not None:
             if (old.status == record.status and old.guest == record.guest
                     and old.node == record.node):
                 self._connections += record.connections - old.connections
+                self._move_contact(record.name, _contact_second(old), _contact_second(record))
                 return
             self._unindex(old)
         self._by_status.setdefault(record.status, set()).add(record.name)
@@ -343,6 +346,7 @@ class SqliteStore(Store):
         if record.guest:
             self._guest_names.add(record.name)
         self._connections += record.connections
+        self._move_contact(record.name, None, _contact_second(record))
 
     def _unindex(self, record: ClientRecord) -> None:
         for index, key in ((self._by_status, record.status), (self._by_node, record.node)):
@@ -353,6 +357,25 @@ class SqliteStore(Store):
                     del index[key]
         self._guest_names.discard(record.name)
         self._connections -= record.connections
+        self._move_contact(record.name, _contact_second(record), None)
+
+    def _move_contact(self, name: str, old: int | None, new: int | None) -> None:
+        """Online, connected records by the whole second of their last contact, so that
+        `responsive` counts buckets (about one per second of the window) instead of records."""
+        if old == new:
+            return
+        buckets = self._by_contact_second
+        if old is not None:
+            bucket = buckets.get(old)
+            if bucket is not None:
+                bucket.discard(name)
+                if not bucket:
+                    del buckets[old]
+        if new is not None:
+            bucket = buckets.get(new)
+            if bucket is None:
+                buckets[new] = bucket = set()
+            bucket.add(name)
 
     def _select(self, names: set[str] | None) -> list[ClientRecord]:
         records = self._records
@@ -376,9 +399,18 @@ class SqliteStore(Store):
         return counts
 
     def responsive(self, now: float, window: float) -> int:
-        return sum(1 for record in self.by_status(ONLINE)
-                   if record.connections > 0 and record.last_contact is not None
-                   and now - record.last_contact <= window)
+        """O(seconds with a contact) — online clients are silent for a few heartbeat intervals
+        at most, so a few hundred buckets — plus the records of the one bucket the window's
+        edge cuts through; never O(clients)."""
+        edge = now - window
+        count = 0
+        for second, names in list(self._by_contact_second.items()):
+            if second >= edge:
+                count += len(names)
+            elif second + 1 > edge:  # the edge cuts this second: look at each contact
+                records = self._records
+                count += sum(1 for name in names if records[name].last_contact >= edge)
+        return count
 
     def _load_records(self) -> list[ClientRecord]:
         rows = self._run(lambda: self._connection.execute("SELECT data FROM clients").fetchall())
@@ -401,6 +433,14 @@ class SqliteStore(Store):
 
     def _close(self) -> None:
         self._run(self._connection.close)
+
+
+def _contact_second(record: ClientRecord) -> int | None:
+    """The bucket of a record `responsive` may count: online, connected, heard from."""
+    contact = record.last_contact
+    if record.status != ONLINE or record.connections <= 0 or contact is None:
+        return None
+    return math.floor(contact)
 
 
 def _outcome(function: Callable[[], Any]) -> tuple[bool, Any]:

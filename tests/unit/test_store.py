@@ -464,7 +464,7 @@ def test_the_index_answers_every_query_as_a_scan_of_all_records_would(tmp_path):
     store = open_store(url)
     nodes = ("n1", "n2", "n3")
     names = [f"c{i}" for i in range(60)]
-    now, window = 1000.0, 30.0
+    now, window = 1000.37, 30.0
     for step in range(3000):
         name = rng.choice(names)
         action = rng.random()
@@ -503,4 +503,28 @@ def test_counts_answer_in_constant_time(tmp_path):
     per_call = (time.perf_counter() - started) / 1000
     assert counts["total"] == 20_000 and counts["offline"] == 6667
     assert per_call < 0.0005  # a scan of 20,000 records takes milliseconds
+    store.close()
+
+
+def test_a_contact_only_write_reaches_the_file_within_about_a_second(tmp_path):
+    """`last_seen` after a crash: at most `contact_flush_interval` (1 s) plus one periodic flush
+    old (it was 5 s). The periodic flush is driven here as the scheduler would, every 0.05 s."""
+    import time
+
+    from tests.support.server import wait_for
+
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a", last_seen=1.0))
+    store.flush()
+    store.save_contact(record("a", last_seen=2.0))
+    started = time.monotonic()
+
+    def written() -> bool:
+        store.flush(contacts=False)
+        return stored_last_seen(path, "a") == 2.0
+
+    wait_for(written, timeout=2.0, interval=0.05, message="the contact write")
+    assert time.monotonic() - started <= 2.0
+    assert store.contact_flush_interval <= 1.0
     store.close()
