@@ -58,6 +58,7 @@ class Store(ABC):
         self._scheduler = None
         self._closed = False
         self.last_error: str | None = None
+        self._logged_error: tuple[str, int] | None = None
         self.fault: str | None = None  # a store-level problem found outside a write (file gone)
         self.quarantined: set[str] = set()  # names whose record could not be written
 
@@ -111,14 +112,20 @@ class Store(ABC):
             try:
                 rejected = self._write(list(records.values()), transitions, deletes,
                                        list(touched.values()))
-                self.last_error = None
+                if self.last_error is not None:
+                    log.warning("store writes succeed again (after %s)", self.last_error)
+                self.last_error = self._logged_error = None
                 if rejected:
                     self._quarantine(rejected)
                 return True
             except Exception as error:  # keep the data and try again at the next flush
                 self.last_error = f"{type(error).__name__}: {error}"
-                log.error("store write failed (%s); keeping %d records buffered",
-                          self.last_error, len(records) + len(touched))
+                # once per distinct error and minute, not at every flush (5 a second)
+                repeated = self._logged_error == (self.last_error, int(now // 60))
+                self._logged_error = (self.last_error, int(now // 60))
+                (log.debug if repeated else log.error)(
+                    "store write failed (%s); keeping %d records buffered",
+                    self.last_error, len(records) + len(touched))
                 for name, record in records.items():
                     self._pending.setdefault(name, record)
                 for name, record in touched.items():

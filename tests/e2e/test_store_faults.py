@@ -4,7 +4,10 @@
   saved, and `/`, `/api/clients`, `/api/stats` keep answering 200;
 - the SQLite file deleted under a running server is recreated (nothing lost at the restart);
   when it cannot be, `/health` says `degraded` with the reason and the exit status is 1;
-- a read-only file or folder refuses the start with one clear line and a non-zero status.
+- a read-only file or folder refuses the start with one clear line and a non-zero status;
+- a real write failure (the file size limit, RLIMIT_FSIZE, reached: the kernel answers EFBIG
+  as a full disk would answer ENOSPC) makes `/health` degraded with SQLite's own error, and a
+  final flush that fails makes the exit status 1.
 
 Read-only means read-only for root too (`tests/support/files.py`: `chattr +i` as root).
 """
@@ -12,11 +15,12 @@ Read-only means read-only for root too (`tests/support/files.py`: `chattr +i` as
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from tests.support.files import make_read_only, make_writable
-from tests.support.server import wait_for
+from tests.support.server import ServerProcess, wait_for
 
 from .helpers import http, stored
 
@@ -127,3 +131,38 @@ def test_a_read_only_store_refuses_to_start_with_one_clear_line(make_server, wha
              if line.startswith("presence-server: cannot start")]
     assert len(lines) == 1 and "cannot write" in lines[0], server.log_text()[-2000:]
     assert "Traceback" not in server.log_text().split("===== start")[-1]
+
+
+class SizeLimitedServer(ServerProcess):
+    """A server whose process may not write any file past `limit` bytes (its log included)."""
+
+    limit = 128 * 1024
+
+    def command(self) -> list[str]:
+        limit = ("import os, resource, sys; "
+                 "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); "
+                 "os.execv(sys.argv[2], sys.argv[2:])")
+        return [sys.executable, "-c", limit, str(self.limit), *super().command()]
+
+
+def test_a_failing_write_makes_health_degraded_and_a_lost_final_flush_exit_1(
+        tmp_path, connect):
+    server = SizeLimitedServer(tmp_path / "limited").start()
+    try:
+        names = iter(range(10_000))
+
+        def degraded():  # every new client is a write; the WAL grows until the limit
+            register(connect, server, f"c{next(names)}")
+            health = server.get("/health")
+            return health if health["status"] == "degraded" else None
+
+        health = wait_for(degraded, 60, 0.0, message="the WAL to reach the size limit")
+        assert health["store"]["ok"] is False
+        assert "disk I/O error" in health["store"]["error"]  # SQLite's error, not ROLLBACK's
+        assert "rollback" not in health["store"]["error"].lower()
+        status, _, _ = http(server, "GET", "/api/stats")
+        assert status == 200
+        assert server.stop() == 1
+    finally:
+        server.kill()
+    assert "final store flush failed" in server.log_text()
