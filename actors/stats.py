@@ -1,5 +1,6 @@
-"""Connection statistics: from the store's running counts (`store_stats`, O(1) plus one pass
-over online records for `responsive`), or from any list of records (`compute_stats`, pure)."""
+"""Connection statistics: from the store's queries (`store_stats`: running counts, and
+`responsive` from contact-time buckets — never a pass over every record), or from any list of
+records (`compute_stats`, pure: the reference the store's answers are tested against)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def compute_stats(records: Iterable[ClientRecord], now: float, window: float) ->
 
 
 def store_stats(store: Store, now: float, window: float) -> dict[str, int]:
-    """What `compute_stats(store.all(), …)` answers, from the store's queries: the counts are
-    kept as records change, only `responsive` looks at records (the online ones)."""
+    """What `compute_stats(store.all(), …)` answers, from the store's queries (O(1) for the
+    SQLite store's counts; `responsive` O(seconds with a contact))."""
     stats = {"total": 0, ONLINE: 0, RECONNECTING: 0, OFFLINE: 0, "guests": 0, "responsive": 0,
              "connections": 0}
     stats.update(store.counts())

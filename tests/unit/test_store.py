@@ -528,3 +528,17 @@ def test_a_contact_only_write_reaches_the_file_within_about_a_second(tmp_path):
     assert time.monotonic() - started <= 2.0
     assert store.contact_flush_interval <= 1.0
     store.close()
+
+
+def test_store_stats_match_compute_stats_over_all_records(tmp_path):
+    from presence_server.actors.stats import compute_stats, store_stats
+
+    rng = random.Random(3)
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for index in range(500):
+        store.save(record(f"c{index}", status=rng.choice(("online", "reconnecting", "offline")),
+                          guest=rng.random() < 0.2, connections=rng.randint(0, 3),
+                          last_contact=rng.choice((None, 900.0 + rng.uniform(0, 100)))))
+    for now, window in ((1000.0, 60.0), (1000.5, 30.0), (2000.0, 60.0)):
+        assert store_stats(store, now, window) == compute_stats(store.all(), now, window)
+    store.close()
