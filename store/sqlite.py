@@ -87,10 +87,13 @@ class SqliteStore(Store):
             Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock() if runner is None else None
         self._runner = runner
+        self._connection = None
         try:
             self._connection = self._run(self._connect)
             self._run(self._probe_writable)
         except sqlite3.Error as error:
+            if self._connection is not None:
+                self._connection.close()
             raise StoreError(f"store: cannot write {self.path} ({error})") from error
         self._identity = self._file_identity()
         self._written_since_trim: dict[str, int] = {}
