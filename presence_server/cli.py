@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("presence server listening on http://%s:%d (node %s, store %s)",
              host, server.server_port, config.node_id, config.store["url"])
     finished.wait()
+    if runtime.store_lost_changes:
+        log.error("exiting with status 1: the final store flush failed")
+        return 1
     return 0
 
 

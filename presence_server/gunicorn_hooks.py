@@ -5,8 +5,12 @@ graceful shutdown as `presence-server`: notice, wait, store everyone as reconnec
 that is done the worker ends its remaining HTTP connections at once (an idle keep-alive or an
 abandoned long-poll would otherwise hold it for gunicorn's whole `graceful_timeout`), so the
 process exits within `shutdown.timeout`.
+
+When the final store flush failed (changes lost), the worker exits 1 and so does the master
+(which would otherwise exit 0 after any SIGTERM): the worker tells it through one shared byte.
 """
 
+import mmap
 import os
 import signal
 import weakref
@@ -23,6 +27,9 @@ control_socket_disable = True  # gunicorn 27+: no shared control socket in ~/.gu
 # gunicorn's gevent worker looks at `alive` once a second: keep that much of shutdown.timeout
 # for the worker to notice the end and exit.
 WORKER_LOOP_PERIOD = 1.0
+
+# Created in the master when it reads this module, shared with the workers it forks.
+_LOST_CHANGES = mmap.mmap(-1, 1)
 
 
 class TrackedWSGIServer(WSGIServer):
@@ -67,3 +74,22 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGQUIT, on_term)
+
+
+def worker_exit(server, worker):
+    """In the worker, last thing: exit 1 (and tell the master) if the final flush failed."""
+    import sys
+
+    runtime = sys.modules.get("presence_server.wsgi")
+    runtime = getattr(runtime, "runtime", None)
+    if runtime is not None and runtime.store_lost_changes:
+        _LOST_CHANGES[0] = 1
+        worker.log.error("exiting with status 1: the final store flush failed")
+        raise SystemExit(1)
+
+
+def on_exit(server):
+    """In the master, last thing: exit 1 when a worker lost store changes."""
+    if _LOST_CHANGES[0]:
+        server.log.error("exiting with status 1: a worker's final store flush failed")
+        raise SystemExit(1)

@@ -77,6 +77,7 @@ class Runtime:
         self.started = time.monotonic()
         self.shutting_down = False
         self.stopped = False
+        self.store_lost_changes = False  # the final flush failed: exit non-zero (set by close)
         self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
         self.store = open_store(config.store["url"], runner=_store_runner())
         self.identities = Identities.for_store(config.security["secret"], self.store)
@@ -176,9 +177,10 @@ class Runtime:
             entry.ref.stop(block=False)
         pykka.ActorRegistry.stop_all(block=False)
         try:
-            self.store.close()
+            self.store_lost_changes = self.store.close() is False
         except Exception:
             log.exception("could not close the store cleanly")
+            self.store_lost_changes = True
         self.gc_pacer.stop()
         self.gc.uninstall()
         log.info("shutdown complete")

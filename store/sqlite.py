@@ -3,18 +3,38 @@
 Every SQLite call runs through `runner` — under gevent a one-thread pool of real threads, so the
 event loop never waits on the disk; elsewhere inline under a lock. The file belongs to one node,
 so the store also keeps every record in memory (loaded at open, updated on every save): reads of
-records never touch the disk or decode JSON; only transition history is read from the file.
+records never touch the disk or decode JSON; only transition history is read from the file. An
+index beside them (names by status, by node, guests, running counts) answers the store queries
+in O(1) or O(matching records).
+
+Faults it looks for: a file it cannot write refuses the open (a real write is tried, since
+permissions say little when running as root); the file deleted or replaced under it is noticed
+at the next flush and recreated from the still-open connection, history included; a record
+SQLite cannot take is rejected alone; a failed ROLLBACK never hides the error that caused it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .base import Runner, Store
-from .records import ClientRecord, Transition
+from .base import Runner, Store, StoreError
+from .records import ONLINE, STATUSES, ClientRecord, Transition
+
+log = logging.getLogger("presence.store")
+
+# What a record's own data can make SQLite (or the JSON encoding) raise: the record is at fault,
+# not the store, so it is rejected alone. Anything else (OperationalError: disk full, read-only,
+# locked, I/O) is the store's fault and fails the whole flush, which keeps everything buffered.
+RECORD_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.IntegrityError,
+                 sqlite3.InterfaceError, sqlite3.DataError)
 
 HISTORY_PER_CLIENT = 200
 # A client's history is trimmed back to HISTORY_PER_CLIENT once TRIM_SLACK more transitions were
@@ -68,14 +88,33 @@ class SqliteStore(Store):
             Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock() if runner is None else None
         self._runner = runner
-        self._connection = self._run(self._connect)
+        self._connection = None
+        try:
+            self._connection = self._run(self._connect)
+            self._run(self._probe_writable)
+        except sqlite3.Error as error:
+            if self._connection is not None:
+                self._connection.close()
+            raise StoreError(f"store: cannot write {self.path} ({error})") from error
+        self._identity = self._file_identity()
         self._written_since_trim: dict[str, int] = {}
-        self._records: dict[str, ClientRecord] = {
-            record.name: record for record in self._load_records()}
+        self._records: dict[str, ClientRecord] = {}
+        self._by_status: dict[str, set[str]] = {}
+        self._by_node: dict[str, set[str]] = {}
+        self._guest_names: set[str] = set()
+        self._connections = 0
+        self._by_contact_second: dict[int, set[str]] = {}
+        for record in self._load_records():
+            self._put(record)
 
     def _run(self, function):
         if self._runner is not None:
-            return self._runner(function)
+            # The error comes back as a value and is raised here, in the caller: raised in the
+            # pool's thread, gevent would also print its traceback to stderr on every failure.
+            failed, value = self._runner(lambda: _outcome(function))
+            if failed:
+                raise value
+            return value
         with self._lock:
             return function()
 
@@ -86,37 +125,158 @@ class SqliteStore(Store):
         connection.executescript(SCHEMA)
         return connection
 
-    def _write(self, records: list[ClientRecord], transitions: list[Transition],
-               deletes: set[str], contacts: list[ClientRecord]) -> None:
-        def write() -> None:
-            db = self._connection
-            db.execute("BEGIN")
-            try:
-                if deletes:
-                    names = [(name,) for name in deletes]
-                    db.executemany("DELETE FROM clients WHERE name = ?", names)
-                    db.executemany("DELETE FROM transitions WHERE name = ?", names)
-                self._upsert(db, records)
-                if contacts:
-                    self._write_contacts(db, contacts)
-                db.executemany(
-                    "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)
-                     for t in transitions],
-                )
-                for name in self._due_for_trim(transitions):
-                    db.execute(
-                        "DELETE FROM transitions WHERE name = ? AND id <= (SELECT id FROM"
-                        " transitions WHERE name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                        (name, name, HISTORY_PER_CLIENT),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+    def _probe_writable(self) -> None:
+        """A real write, rolled back: SQLite opens a read-only file without complaint and
+        BEGIN IMMEDIATE succeeds on it; only writing a row tells."""
+        db = self._connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO transitions (name, status, previous, reason, at, version,"
+                       " node) VALUES ('', '', NULL, 'write probe', 0, 0, '')")
+        finally:
+            _rollback(db)
 
-        self._run(write)
+    # --- the file under us ------------------------------------------------------------------------
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
+    def _check(self, repair: bool) -> None:
+        """The file we write must still be the one at `path`: deleted or replaced, everything
+        written from now on would vanish at the next start."""
+        if self._identity is None:
+            return
+        now = self._file_identity()
+        if now == self._identity:
+            if self.fault is not None and repair:
+                self.fault = None
+            return
+        problem = (f"{self.path} was deleted while the server runs" if now is None
+                   else f"{self.path} was replaced by another file while the server runs")
+        if not repair:
+            if self.fault is None or not self.fault.startswith(problem):
+                self.fault = problem
+            return
+        try:
+            self._run(self._recreate)
+        except Exception as error:
+            fault = f"{problem}; cannot recreate it: {type(error).__name__}: {error}"
+            if fault != self.fault:
+                log.error("store: %s (retrying at every flush)", fault)
+            self.fault = fault
+            return
+        log.error("store: %s; recreated it from the open connection (records and history "
+                  "kept)", problem)
+        self.fault = None
+
+    def _recreate(self) -> None:
+        """Copy the database the open connection still holds into a fresh file at `path`."""
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spare = path.with_name(path.name + ".recovering")
+        spare.unlink(missing_ok=True)
+        copy = sqlite3.connect(spare)
+        try:
+            self._connection.backup(copy)
+        finally:
+            copy.close()
+        old = self._connection
+        try:
+            old.close()
+        except sqlite3.Error:
+            log.debug("store: closing the lost file failed", exc_info=True)
+        for suffix in ("-wal", "-shm"):  # the lost file's: never let SQLite apply them to ours
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.replace(spare, path)
+        self._connection = self._connect()
+        self._identity = self._file_identity()
+
+    # --- writes -----------------------------------------------------------------------------------
+    def _write(self, records: list[ClientRecord], transitions: list[Transition],
+               deletes: set[str], contacts: list[ClientRecord]) -> dict[str, str]:
+        def write() -> dict[str, str]:
+            db = self._connection
+            try:
+                _transaction(db, lambda: self._write_batch(db, records, transitions, deletes,
+                                                           contacts))
+                return {}
+            except RECORD_ERRORS as error:
+                log.warning("store: a flush of %d records failed on one of them (%s: %s); "
+                            "writing them one by one", len(records) + len(contacts),
+                            type(error).__name__, error)
+            return _transaction(db, lambda: self._write_each(db, records, transitions, deletes,
+                                                             contacts))
+
+        return self._run(write)
+
+    def _write_batch(self, db: sqlite3.Connection, records: list[ClientRecord],
+                     transitions: list[Transition], deletes: set[str],
+                     contacts: list[ClientRecord]) -> None:
+        if deletes:
+            names = [(name,) for name in deletes]
+            db.executemany("DELETE FROM clients WHERE name = ?", names)
+            db.executemany("DELETE FROM transitions WHERE name = ?", names)
+        self._upsert(db, records)
+        if contacts:
+            self._write_contacts(db, contacts)
+        db.executemany(
+            "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)
+             for t in transitions],
+        )
+        for name in self._due_for_trim(transitions):
+            self._trim(db, name)
+
+    def _write_each(self, db: sqlite3.Connection, records: list[ClientRecord],
+                    transitions: list[Transition], deletes: set[str],
+                    contacts: list[ClientRecord]) -> dict[str, str]:
+        """The batch again, each item under its own savepoint: an item its own data makes fail
+        is rolled back alone and its name answered; a store error still fails everything."""
+        rejected: dict[str, str] = {}
+
+        def attempt(name: str, action: Callable[[], Any]) -> None:
+            if name in rejected:
+                return
+            db.execute("SAVEPOINT one")
+            try:
+                action()
+            except RECORD_ERRORS as error:
+                db.execute("ROLLBACK TO one")
+                db.execute("RELEASE one")
+                rejected[name] = f"{type(error).__name__}: {error}"
+            else:
+                db.execute("RELEASE one")
+
+        for name in deletes:
+            attempt(name, lambda name=name: (
+                db.execute("DELETE FROM clients WHERE name = ?", (name,)),
+                db.execute("DELETE FROM transitions WHERE name = ?", (name,))))
+        for record in records:
+            attempt(record.name, lambda record=record: self._upsert(db, [record]))
+        for record in contacts:
+            attempt(record.name, lambda record=record: self._write_contacts(db, [record]))
+        for t in transitions:
+            attempt(t.name, lambda t=t: db.execute(
+                "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)))
+        for name in self._due_for_trim([t for t in transitions if t.name not in rejected]):
+            attempt(name, lambda name=name: self._trim(db, name))
+        return rejected
+
+    @staticmethod
+    def _trim(db: sqlite3.Connection, name: str) -> None:
+        db.execute(
+            "DELETE FROM transitions WHERE name = ? AND id <= (SELECT id FROM"
+            " transitions WHERE name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (name, name, HISTORY_PER_CLIENT),
+        )
 
     @staticmethod
     def _upsert(db: sqlite3.Connection, records: list[ClientRecord]) -> None:
@@ -154,20 +314,107 @@ class SqliteStore(Store):
             written[transition.name] = count
         return due
 
+    # --- the in-memory records and their index ----------------------------------------------------
     def save(self, record: ClientRecord, transition: Transition | None = None) -> None:
-        self._records[record.name] = record
+        self._put(record)
         super().save(record, transition)
 
     def save_contact(self, record: ClientRecord) -> None:
-        self._records[record.name] = record
+        self._put(record)
         super().save_contact(record)
 
     def delete(self, names) -> int:
         names = set(names)
-        deleted = super().delete(names)
-        for name in names:
-            self._records.pop(name, None)
-        return deleted
+        existing = sum(1 for name in names if self.get(name) is not None)
+        for name in names:  # out of the index first: queries see the deletion at once
+            old = self._records.pop(name, None)
+            if old is not None:
+                self._unindex(old)
+        super().delete(names)
+        return existing
+
+    def _put(self, record: ClientRecord) -> None:
+        """Keep `record` and its index entries: O(1), and on the heartbeat path (where only
+        the contact times change) a dict store, a few comparisons, at most a set move."""
+        old = self._records.get(record.name)
+        self._records[record.name] = record
+        if old is not None:
+            if (old.status == record.status and old.guest == record.guest
+                    and old.node == record.node):
+                self._connections += record.connections - old.connections
+                self._move_contact(record.name, _contact_second(old), _contact_second(record))
+                return
+            self._unindex(old)
+        self._by_status.setdefault(record.status, set()).add(record.name)
+        self._by_node.setdefault(record.node, set()).add(record.name)
+        if record.guest:
+            self._guest_names.add(record.name)
+        self._connections += record.connections
+        self._move_contact(record.name, None, _contact_second(record))
+
+    def _unindex(self, record: ClientRecord) -> None:
+        for index, key in ((self._by_status, record.status), (self._by_node, record.node)):
+            names = index.get(key)
+            if names is not None:
+                names.discard(record.name)
+                if not names:
+                    del index[key]
+        self._guest_names.discard(record.name)
+        self._connections -= record.connections
+        self._move_contact(record.name, _contact_second(record), None)
+
+    def _move_contact(self, name: str, old: int | None, new: int | None) -> None:
+        """Online, connected records by the whole second of their last contact, so that
+        `responsive` counts buckets (about one per second of the window) instead of records."""
+        if old == new:
+            return
+        buckets = self._by_contact_second
+        if old is not None:
+            bucket = buckets.get(old)
+            if bucket is not None:
+                bucket.discard(name)
+                if not bucket:
+                    del buckets[old]
+        if new is not None:
+            bucket = buckets.get(new)
+            if bucket is None:
+                buckets[new] = bucket = set()
+            bucket.add(name)
+
+    def _select(self, names: set[str] | None) -> list[ClientRecord]:
+        records = self._records
+        return [records[name] for name in names] if names else []
+
+    def by_status(self, status: str) -> list[ClientRecord]:
+        return self._select(self._by_status.get(status))
+
+    def guests(self) -> list[ClientRecord]:
+        return self._select(self._guest_names)
+
+    def of_node(self, node: str) -> list[ClientRecord]:
+        return self._select(self._by_node.get(node))
+
+    def counts(self) -> dict[str, int]:
+        counts = {status: len(names) for status, names in self._by_status.items()}
+        for status in STATUSES:
+            counts.setdefault(status, 0)
+        counts.update(total=len(self._records), guests=len(self._guest_names),
+                      connections=self._connections)
+        return counts
+
+    def responsive(self, now: float, window: float) -> int:
+        """O(seconds with a contact) — online clients are silent for a few heartbeat intervals
+        at most, so a few hundred buckets — plus the records of the one bucket the window's
+        edge cuts through; never O(clients)."""
+        edge = now - window
+        count = 0
+        for second, names in list(self._by_contact_second.items()):
+            if second >= edge:
+                count += len(names)
+            elif second + 1 > edge:  # the edge cuts this second: look at each contact
+                records = self._records
+                count += sum(1 for name in names if records[name].last_contact >= edge)
+        return count
 
     def _load_records(self) -> list[ClientRecord]:
         rows = self._run(lambda: self._connection.execute("SELECT data FROM clients").fetchall())
@@ -200,3 +447,42 @@ class SqliteStore(Store):
 
     def _close(self) -> None:
         self._run(self._connection.close)
+
+
+def _contact_second(record: ClientRecord) -> int | None:
+    """The bucket of a record `responsive` may count: online, connected, heard from."""
+    contact = record.last_contact
+    if record.status != ONLINE or record.connections <= 0 or contact is None:
+        return None
+    return math.floor(contact)
+
+
+def _outcome(function: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return False, function()
+    except Exception as error:
+        return True, error
+
+
+def _transaction(db: sqlite3.Connection, body: Callable[[], Any]) -> Any:
+    """Run `body` between BEGIN and COMMIT; on any error roll back without hiding it."""
+    db.execute("BEGIN")
+    try:
+        result = body()
+        db.execute("COMMIT")
+    except BaseException as error:
+        _rollback(db, error)
+        raise
+    return result
+
+
+def _rollback(db: sqlite3.Connection, cause: BaseException | None = None) -> None:
+    """ROLLBACK if a transaction is still open: SQLite ends it by itself on some errors (a full
+    disk), and a ROLLBACK error must never replace the error that led here; both are logged."""
+    if not db.in_transaction:
+        return
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error as error:
+        log.error("store: ROLLBACK failed (%s: %s) after %s", type(error).__name__, error,
+                  f"{type(cause).__name__}: {cause}" if cause is not None else "a write probe")

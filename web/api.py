@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from presence_server.actors.messages import DeleteGuests, KickClient
-from presence_server.actors.stats import compute_stats
+from presence_server.actors.stats import store_stats
 from presence_server.store.records import STATUSES
 from werkzeug.exceptions import HTTPException
 
@@ -43,12 +43,12 @@ def stats_window() -> float:
 @api.get("/health")
 def health():
     node = runtime()
-    ok = node.store.healthy()
+    store = node.store.health()
     return jsonify({
-        "status": "ok" if ok and not node.shutting_down else "degraded",
+        "status": "ok" if store["ok"] and not node.shutting_down else "degraded",
         "uptime": round(node.uptime(), 3),
         "node": node.node,
-        "store": {"kind": node.store.kind, "ok": ok},
+        "store": store,
     })
 
 
@@ -73,11 +73,17 @@ def list_clients():
     except ValueError as problem:
         return error(400, "invalid_query", str(problem))
     text = (request.args.get("q") or "").lower()
-    records = sorted(runtime().store.all(), key=lambda record: record.name)
+    store = runtime().store
+    if status is not None:  # the narrowest query first; the other filters on what it answers
+        candidates = store.by_status(status)
+    elif guest_filter:
+        candidates = store.guests()
+    else:
+        candidates = store.all()
+    records = sorted(candidates, key=lambda record: record.name)
     clients = [
         record.public() for record in records
-        if (status is None or record.status == status)
-        and (guest_filter is None or record.guest == guest_filter)
+        if (guest_filter is None or record.guest == guest_filter)
         and (not text or text in record.name.lower()
              or text in (record.display_name or "").lower())
     ]
@@ -98,7 +104,7 @@ def show_client(name: str):
 @api.get("/api/stats")
 def stats():
     node = runtime()
-    body = compute_stats(node.store.all(), node.clock.now(), stats_window())
+    body = store_stats(node.store, node.clock.now(), stats_window())
     body["uptime"] = round(node.uptime(), 3)
     body.update(node.internals())
     return jsonify(body)

@@ -53,7 +53,7 @@ def test_health(server):
     assert body["status"] == "ok"
     assert isinstance(body["uptime"], (int, float)) and body["uptime"] >= 0
     assert body["node"] == "test-node"
-    assert body["store"] == {"kind": "sqlite", "ok": True}
+    assert body["store"] == {"kind": "sqlite", "ok": True, "error": None, "quarantined": 0}
 
 
 def test_client_list_filters(server, connect, unique):

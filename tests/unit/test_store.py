@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from presence_server.store import open_store
 from presence_server.store.records import ClientRecord, Transition, iso
 
+from tests.support.files import make_read_only, make_writable
+
 
 def record(name: str, status: str = "online", version: int = 1, **changes) -> ClientRecord:
     base = dict(name=name, status=status, reason="connected", since=100.0, last_seen=None,
@@ -227,4 +229,312 @@ def test_a_failed_flush_keeps_contacts_for_the_next_one(tmp_path):
     lock.close()
     store.flush()
     assert store.last_error is None and stored_last_seen(path, "a") == 2.0
+    store.close()
+
+
+# --- one bad record never blocks the others (issue 10, bug 2) ----------------------------------
+
+EVIL = "evil\ud800"  # a lone surrogate: SQLite cannot encode it as UTF-8
+
+
+def stored_names(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM clients")}
+
+
+def test_a_record_sqlite_cannot_encode_is_rejected_alone_and_the_others_are_written(
+        tmp_path, caplog):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"), transition("a", "online", 1))
+    store.save(record(EVIL), transition(EVIL, "online", 1))
+    store.save(record("b"), transition("b", "online", 1))
+    store.save_contact(record("c", last_seen=3.0))
+    assert store.flush() is True
+    assert store.last_error is None and store.healthy()
+    assert stored_names(path) == {"a", "b", "c"}
+    assert [t.version for t in store.transitions("b")] == [1]
+    assert store.get(EVIL) == record(EVIL)  # still served from memory
+    assert store.quarantined == {EVIL}
+    assert repr(EVIL) in caplog.text  # named safely in the log
+    # later changes: the bad one is no longer tried, the good ones are written at once
+    store.save(record(EVIL, status="offline", version=2), transition(EVIL, "offline", 2))
+    store.save_contact(record(EVIL, last_seen=9.0))
+    store.save(record("d"), transition("d", "online", 1))
+    assert store.flush() is True
+    assert stored_names(path) == {"a", "b", "c", "d"}
+    assert store.health() == {"kind": "sqlite", "ok": True, "error": None, "quarantined": 1}
+    store.close()
+    again = open_store(f"sqlite:///{path}")
+    assert {r.name for r in again.all()} == {"a", "b", "c", "d"}
+    again.close()
+
+
+def test_a_bad_contact_only_record_does_not_block_the_contact_writes_of_others(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a", last_seen=1.0))
+    store.flush()
+    store.save_contact(record(EVIL, last_seen=2.0))
+    store.save_contact(record("a", last_seen=2.0))
+    assert store.flush() is True
+    assert stored_last_seen(path, "a") == 2.0 and store.quarantined == {EVIL}
+    store.close()
+
+
+def test_a_store_error_is_not_mistaken_for_a_bad_record(tmp_path):
+    """A locked file fails every record: nothing is quarantined, everything stays buffered."""
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"))
+    store.flush()
+    lock = sqlite3.connect(path, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    store._connection.execute("PRAGMA busy_timeout = 0")
+    store.save(record(EVIL))
+    store.save(record("b"))
+    assert store.flush() is False and store.quarantined == set()
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert store.flush() is True
+    assert stored_names(path) == {"a", "b"} and store.quarantined == {EVIL}
+    store.close()
+
+
+# --- store faults are noticed (issue 10, bug 9) -------------------------------------------------
+
+
+def test_a_full_disk_is_reported_as_such_not_masked_by_the_failed_rollback(tmp_path, caplog):
+    """SQLite ends the transaction itself on SQLITE_FULL; the ROLLBACK that follows fails with
+    'no transaction is active', and that error used to replace the real one."""
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"))
+    store.flush()
+    pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+    store._connection.execute(f"PRAGMA max_page_count = {pages}")  # a real SQLITE_FULL
+    for index in range(300):
+        store.save(record(f"c{index}", ip="x" * 500))
+    assert store.flush() is False
+    assert "full" in store.last_error and "rollback" not in store.last_error.lower()
+    assert not store.healthy() and store.health()["error"] == store.last_error
+    assert store.quarantined == set()  # a store error, not 300 bad records
+    store.close()
+
+
+def test_a_read_only_file_refuses_the_open_with_a_clear_error(tmp_path):
+    import pytest
+    from presence_server.store import StoreError
+
+    path = tmp_path / "p.db"
+    open_store(f"sqlite:///{path}").close()
+    make_read_only(path)
+    try:
+        with pytest.raises(StoreError, match="cannot write .*p.db.*readonly"):
+            open_store(f"sqlite:///{path}")
+    finally:
+        make_writable(path)
+
+
+def test_a_read_only_directory_refuses_the_open(tmp_path):
+    import pytest
+    from presence_server.store import StoreError
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    make_read_only(folder)
+    try:
+        with pytest.raises(StoreError, match="cannot write"):
+            open_store(f"sqlite:///{folder / 'p.db'}")
+    finally:
+        make_writable(folder)
+
+
+def test_a_deleted_file_is_noticed_and_recreated_with_records_and_history(tmp_path, caplog):
+    import os
+
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"), transition("a", "online", 1))
+    store.save(record("b"), transition("b", "online", 1))
+    store.flush()
+    for leftover in tmp_path.glob("p.db*"):
+        os.remove(leftover)
+    assert not store.healthy()
+    assert "deleted" in store.health()["error"]
+    store.save(record("b", status="offline", version=2), transition("b", "offline", 2))
+    assert store.flush() is True  # noticed, recreated, then written
+    assert store.healthy() and "recreated" in caplog.text
+    store.close()
+    again = open_store(f"sqlite:///{path}")
+    assert {r.name: r.status for r in again.all()} == {"a": "online", "b": "offline"}
+    assert [t.version for t in again.transitions("b")] == [1, 2]
+    again.close()
+
+
+def test_a_replaced_file_is_noticed_and_rewritten(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"), transition("a", "online", 1))
+    store.flush()
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    other.replace(path)
+    assert "replaced" in store.health()["error"]
+    store.flush()
+    assert store.healthy()
+    store.close()
+    assert stored_names(path) == {"a"}
+
+
+def test_a_deleted_file_that_cannot_be_recreated_keeps_the_store_degraded(tmp_path):
+    import os
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    store = open_store(f"sqlite:///{folder / 'p.db'}")
+    store.save(record("a"))
+    store.flush()
+    for leftover in folder.glob("p.db*"):
+        os.remove(leftover)
+    make_read_only(folder)
+    try:
+        store.save(record("b"))
+        store.flush()
+        health = store.health()
+        assert not health["ok"] and "cannot recreate" in health["error"]
+        assert store.get("b") is not None
+    finally:
+        make_writable(folder)
+    store.flush()
+    assert store.healthy()
+    store.close()
+    assert stored_names(folder / "p.db") == {"a", "b"}
+
+
+def test_close_answers_whether_the_final_flush_succeeded(tmp_path):
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a"))
+    assert store.close() is True
+    store = open_store(f"sqlite:///{path}")
+    lock = sqlite3.connect(path, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    store._connection.execute("PRAGMA busy_timeout = 0")
+    store.save(record("b"))
+    try:
+        assert store.close() is False
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+
+# --- queries (issue 10, design step "Store queries") ---------------------------------------------
+
+
+def _scan_answers(store, nodes, now, window):
+    """The same queries answered the slow way, by scanning `all()`."""
+    from presence_server.store.base import Store
+
+    names = lambda records: sorted(r.name for r in records)  # noqa: E731
+    return {
+        "status": {s: names(Store.by_status(store, s))
+                   for s in ("online", "reconnecting", "offline")},
+        "guests": names(Store.guests(store)),
+        "nodes": {n: names(Store.of_node(store, n)) for n in nodes},
+        "counts": Store.counts(store),
+        "responsive": Store.responsive(store, now, window),
+    }
+
+
+def _index_answers(store, nodes, now, window):
+    names = lambda records: sorted(r.name for r in records)  # noqa: E731
+    return {
+        "status": {s: names(store.by_status(s)) for s in ("online", "reconnecting", "offline")},
+        "guests": names(store.guests()),
+        "nodes": {n: names(store.of_node(n)) for n in nodes},
+        "counts": store.counts(),
+        "responsive": store.responsive(now, window),
+    }
+
+
+def test_the_index_answers_every_query_as_a_scan_of_all_records_would(tmp_path):
+    rng = random.Random(10)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = open_store(url)
+    nodes = ("n1", "n2", "n3")
+    names = [f"c{i}" for i in range(60)]
+    now, window = 1000.37, 30.0
+    for step in range(3000):
+        name = rng.choice(names)
+        action = rng.random()
+        if action < 0.05:
+            store.delete([name, rng.choice(names)])
+        elif action < 0.5:
+            current = store.get(name) or record(name)
+            store.save_contact(replace(current, last_contact=now - rng.uniform(0, 60),
+                                       last_seen=now - rng.uniform(0, 60)))
+        else:
+            store.save(record(name, status=rng.choice(("online", "reconnecting", "offline")),
+                              guest=rng.random() < 0.3, node=rng.choice(nodes),
+                              connections=rng.randint(0, 2),
+                              last_contact=now - rng.uniform(0, 60)))
+        if step % 250 == 0:
+            store.flush()
+            assert _index_answers(store, nodes, now, window) == \
+                _scan_answers(store, nodes, now, window)
+    assert _index_answers(store, nodes, now, window) == _scan_answers(store, nodes, now, window)
+    expected = _scan_answers(store, nodes, now, window)
+    store.close()
+    again = open_store(url)  # the index is rebuilt from the file
+    assert _index_answers(again, nodes, now, window) == expected
+    again.close()
+
+
+def test_counts_answer_in_constant_time(tmp_path):
+    import time
+
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for index in range(20_000):
+        store.save(record(f"c{index}", status="online" if index % 3 else "offline"))
+    started = time.perf_counter()
+    for _ in range(1000):
+        counts = store.counts()
+    per_call = (time.perf_counter() - started) / 1000
+    assert counts["total"] == 20_000 and counts["offline"] == 6667
+    assert per_call < 0.0005  # a scan of 20,000 records takes milliseconds
+    store.close()
+
+
+def test_a_contact_only_write_reaches_the_file_within_about_a_second(tmp_path):
+    """`last_seen` after a crash: at most `contact_flush_interval` (1 s) plus one periodic flush
+    old (it was 5 s). The periodic flush is driven here as the scheduler would, every 0.05 s."""
+    from tests.support.server import wait_for
+
+    path = tmp_path / "p.db"
+    store = open_store(f"sqlite:///{path}")
+    store.save(record("a", last_seen=1.0))
+    store.flush()
+    store.save_contact(record("a", last_seen=2.0))
+
+    def written() -> bool:
+        store.flush(contacts=False)
+        return stored_last_seen(path, "a") == 2.0
+
+    wait_for(written, timeout=2.0, interval=0.05, message="the contact write within 2 s")
+    assert store.contact_flush_interval <= 1.0
+    store.close()
+
+
+def test_store_stats_match_compute_stats_over_all_records(tmp_path):
+    from presence_server.actors.stats import compute_stats, store_stats
+
+    rng = random.Random(3)
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    for index in range(500):
+        store.save(record(f"c{index}", status=rng.choice(("online", "reconnecting", "offline")),
+                          guest=rng.random() < 0.2, connections=rng.randint(0, 3),
+                          last_contact=rng.choice((None, 900.0 + rng.uniform(0, 100)))))
+    for now, window in ((1000.0, 60.0), (1000.5, 30.0), (2000.0, 60.0)):
+        assert store_stats(store, now, window) == compute_stats(store.all(), now, window)
     store.close()
