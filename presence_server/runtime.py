@@ -96,7 +96,22 @@ class Runtime:
                             scheduler=self.scheduler, supervisor=supervisor_ref)
 
     def _disconnect(self, sid: str) -> None:
-        self.server.disconnect(sid)
+        """Close one socket's transport, so that its client reconnects by itself.
+
+        Neither a Socket.IO DISCONNECT packet (`server.disconnect`) nor Engine.IO's CLOSE packet
+        (`eio.disconnect`) will do: socket.io-client and python-socketio take the first as
+        `io server disconnect` and never reconnect, and python-socketio takes the second the same
+        way. A transport closed with no goodbye is `transport close` to every client, which
+        reconnects with its default settings. The websocket (or the pending long-poll) really
+        ends, and python-socketio's disconnect handling (rooms, our `on_disconnect`) runs once,
+        from Engine.IO's disconnect event.
+        """
+        server = self.server
+        eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+        socket = server.eio.sockets.pop(eio_sid, None) if eio_sid is not None else None
+        if socket is None:
+            return  # already gone
+        socket.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
@@ -155,7 +170,7 @@ class Runtime:
         sockets = list(self.events.sessions)
         for sid in sockets:
             try:
-                self.server.disconnect(sid)
+                self._disconnect(sid)
             except Exception:
                 log.debug("socket %s was already closed", sid)
         log.info("graceful shutdown: %d sockets closed in %.2fs", len(sockets),
