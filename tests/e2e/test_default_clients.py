@@ -27,7 +27,7 @@ from tests.support.server import REPO
 
 from .helpers import LONG, SHORT, changes, path_of, stored, wait_record
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 JS_DIR = REPO / "tests" / "client" / "js"
 ADMIN = "default-clients-admin"

@@ -18,7 +18,7 @@ from tests.support.server import wait_for
 
 from .helpers import SHORT, changes, seconds, wait_record
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 SILENCE = 3.0
 STALL = {
