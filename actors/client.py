@@ -146,15 +146,17 @@ class ClientActor(OnDemandActor):
         self._arm_at(due)
 
     def _arm_at(self, due: float, rechecks: int = 0) -> None:
-        """(Re)arm the timer for `due`; its Tick says when it was due, to tell a stall."""
+        """(Re)arm the timer for `due`; its Tick says when it should have fired, to tell a stall
+        (a deadline already past when armed is due now, not when it passed)."""
         self._cancel_timer()
-        delay = due - self.context.clock.now()
-        ref = self.actor_ref
         clock = self.context.clock
+        now = clock.now()
+        fires_at = max(due, now)
+        ref = self.actor_ref
         self._armed_at = due
         self._timer = self.context.scheduler.call_later(
-            delay,
-            lambda: ref.tell(Tick(clock.now(), due, rechecks)) if ref.is_alive() else None,
+            due - now,
+            lambda: ref.tell(Tick(clock.now(), fires_at, rechecks)) if ref.is_alive() else None,
         )
 
     def _cancel_timer(self) -> None:

@@ -295,3 +295,17 @@ def test_a_paused_process_reads_queued_heartbeats_before_deciding(world):
     assert world.sockets.statuses("alice") == [("online", "connected", 1)]
     assert world.sockets.disconnected == ["s2"]  # bob stayed silent: offline at the re-check
     assert world.sockets.statuses("bob")[-1] == ("offline", "heartbeat_timeout", 2)
+
+
+def test_a_deadline_already_past_when_armed_is_no_stall(world):
+    """A client actor started for a record whose grace ran out while nobody held it decides at
+    once: its timer fires when armed, on time, so nothing is re-checked."""
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    world.supervisor.ask(Census(), timeout=10)
+    entry = world.directory["alice"]
+    entry.ref.stop()  # the actor is gone (as after a crash) while the grace runs out
+    world.clock.stall(60)
+    world.send("alice", CheckAnswered("s1", world.now()))  # spawns an actor from the last state
+    world.advance(0)
+    assert world.sockets.statuses("alice")[-1] == ("offline", "reconnect_timeout", 3)
