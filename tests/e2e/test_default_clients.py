@@ -188,7 +188,7 @@ def test_back_by_themselves_after_a_graceful_restart(make_server, open_clients, 
     watcher = connect(server.url, "websocket", watch=True)
 
     for name, client in clients.items():
-        client.wait_connects(2)
+        client.wait_connects(2, timeout=30)  # the libraries' backoff: up to 5 s between tries
         record = wait_record(server, name, "online", "reconnected", timeout=LONG,
                              connections=1)
         assert path_of(record["transitions"]) == [
