@@ -100,11 +100,12 @@ class Runtime:
 
         Neither a Socket.IO DISCONNECT packet (`server.disconnect`) nor Engine.IO's CLOSE packet
         (`eio.disconnect`) will do: socket.io-client and python-socketio take the first as
-        `io server disconnect` and never reconnect, and python-socketio takes the second the same
-        way. A transport closed with no goodbye is `transport close` to every client, which
-        reconnects with its default settings. The websocket (or the pending long-poll) really
-        ends, and python-socketio's disconnect handling (rooms, our `on_disconnect`) runs once,
-        from Engine.IO's disconnect event.
+        `io server disconnect` and never reconnect; python-engineio's client marks itself
+        disconnecting on the second before python-socketio hears of it, which then does not
+        reconnect either. A transport closed with no goodbye is `transport close` (or `transport
+        error`) to every client, which reconnects with its default settings. The websocket (or
+        the pending long-poll) really ends, and python-socketio's disconnect handling (rooms, our
+        `on_disconnect`) runs once, from Engine.IO's disconnect event.
         """
         server = self.server
         eio_sid = server.manager.eio_sid_from_sid(sid, "/")
