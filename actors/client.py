@@ -110,7 +110,11 @@ class ClientActor(OnDemandActor):
         after, effects = machine.step(before, message, self.context.timing)
         self.entry.state = after
         self._apply(after, effects)
-        self._arm()
+        recheck = next((e for e in effects if isinstance(e, machine.Recheck)), None)
+        if recheck is not None:
+            self._arm_at(recheck.at, recheck.rechecks)
+        else:
+            self._arm()
         if effects and machine.is_idle(after):
             self.context.supervisor.tell(ClientIdle(after.name))
 
@@ -139,13 +143,20 @@ class ClientActor(OnDemandActor):
             return
         if self._armed_at is not None and self._armed_at <= due:
             return  # the armed timer fires first; it re-arms then
+        self._arm_at(due)
+
+    def _arm_at(self, due: float, rechecks: int = 0) -> None:
+        """(Re)arm the timer for `due`; its Tick says when it should have fired, to tell a stall
+        (a deadline already past when armed is due now, not when it passed)."""
         self._cancel_timer()
-        delay = due - self.context.clock.now()
-        ref = self.actor_ref
         clock = self.context.clock
+        now = clock.now()
+        fires_at = max(due, now)
+        ref = self.actor_ref
         self._armed_at = due
         self._timer = self.context.scheduler.call_later(
-            delay, lambda: ref.tell(Tick(clock.now())) if ref.is_alive() else None
+            due - now,
+            lambda: ref.tell(Tick(clock.now(), fires_at, rechecks)) if ref.is_alive() else None,
         )
 
     def _cancel_timer(self) -> None:

@@ -163,6 +163,11 @@ class ManualClock:
         with self._lock:
             return sum(1 for entry in self._queue if not entry[2].cancelled)
 
+    def stall(self, seconds: float) -> None:
+        """Move time forward with nothing run meanwhile, as in a paused process: the callbacks
+        that fell due run late, at the next `advance()` (`advance(0)`: at once)."""
+        self._now += seconds
+
     def advance(self, seconds: float) -> None:
         """Move time forward, running each due callback at its own due time."""
         target = self._now + seconds

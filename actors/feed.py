@@ -1,8 +1,8 @@
 """The one place a status change goes through: persist it, log it, tell the watchers.
 
 Actors never touch Socket.IO or Flask: they get a `PresenceFeed`, which holds the store, an
-`emit(event, data, to=None)` callable and a `disconnect(sid)` callable (the Socket.IO server's in
-production, recorders in tests).
+`emit(event, data, to=None)` callable and a `disconnect(sid)` callable (in production the
+runtime's, which closes the socket's transport; recorders in tests).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class PresenceFeed:
                    to=WATCHERS_ROOM)
 
     def close_sockets(self, sids: frozenset[str]) -> None:
+        """Close these sockets' transports: their clients see a dropped connection and reconnect."""
         for sid in sids:
             try:
                 self._disconnect(sid)

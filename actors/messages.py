@@ -36,9 +36,15 @@ class Disconnect:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """The actor's deadline timer fired at `now`; early (stale) ticks change nothing."""
+    """The actor's deadline timer fired at `now`; early (stale) ticks change nothing.
+
+    `due` is when the timer was meant to fire (None: unknown), so a Tick can tell it is late;
+    `rechecks` counts the re-checks of one decision put off after a stall (state.on_tick).
+    """
 
     now: float
+    due: float | None = None
+    rechecks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,15 @@ class Reconnected:
     """Tell watchers `client_reconnected` (seed 000)."""
 
 
-Effect = StatusChanged | Touched | Contacted | CloseSockets | Reconnected
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """Send a `Tick(rechecks=rechecks)` at `at` instead of deciding now (see `on_tick`)."""
+
+    at: float
+    rechecks: int
+
+
+Effect = StatusChanged | Touched | Contacted | CloseSockets | Reconnected | Recheck
 Step = tuple[ClientState, tuple[Effect, ...]]
 
 
@@ -220,10 +228,28 @@ def on_disconnect(state: ClientState, message: Disconnect, timing: Timing) -> St
                    grace_started=message.now)
 
 
+# A timer that fires this much later than it was due means the process was stalled (paused,
+# swapped out, starved): input that reached its sockets meanwhile may not have been read yet.
+STALL_TOLERANCE = 1.0
+# After a stall, a due decision is taken again this much later, once the queued input is read;
+# at most STALL_RECHECKS times in a row, so a process that stays late still decides.
+STALL_RECHECK = 1.0
+STALL_RECHECKS = 3
+
+
+def stalled(message: Tick) -> bool:
+    """Whether this Tick fired so late that its decision must wait for a re-check."""
+    return (message.due is not None and message.now - message.due > STALL_TOLERANCE
+            and message.rechecks < STALL_RECHECKS)
+
+
 def on_tick(state: ClientState, message: Tick, timing: Timing) -> Step:
     due = deadline(state, timing)
     if due is None or message.now < due:
         return state, ()  # a stale or early timer: nothing is due yet
+    if stalled(message):
+        # e.g. the heartbeats a client sent while the process was paused are still unread
+        return state, (Recheck(message.now + STALL_RECHECK, message.rechecks + 1),)
     if state.status == ONLINE and state.sockets:
         new_state, effects = _change(state, OFFLINE, "heartbeat_timeout", message.now,
                                      sockets=frozenset())

@@ -97,7 +97,23 @@ class Runtime:
                             scheduler=self.scheduler, supervisor=supervisor_ref)
 
     def _disconnect(self, sid: str) -> None:
-        self.server.disconnect(sid)
+        """Close one socket's transport, so that its client reconnects by itself.
+
+        Neither a Socket.IO DISCONNECT packet (`server.disconnect`) nor Engine.IO's CLOSE packet
+        (`eio.disconnect`) will do: socket.io-client and python-socketio take the first as
+        `io server disconnect` and never reconnect; python-engineio's client marks itself
+        disconnecting on the second before python-socketio hears of it, which then does not
+        reconnect either. A transport closed with no goodbye is `transport close` (or `transport
+        error`) to every client, which reconnects with its default settings. The websocket (or
+        the pending long-poll) really ends, and python-socketio's disconnect handling (rooms, our
+        `on_disconnect`) runs once, from Engine.IO's disconnect event.
+        """
+        server = self.server
+        eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+        socket = server.eio.sockets.pop(eio_sid, None) if eio_sid is not None else None
+        if socket is None:
+            return  # already gone
+        socket.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
@@ -157,7 +173,7 @@ class Runtime:
         sockets = list(self.events.sessions)
         for sid in sockets:
             try:
-                self.server.disconnect(sid)
+                self._disconnect(sid)
             except Exception:
                 log.debug("socket %s was already closed", sid)
         log.info("graceful shutdown: %d sockets closed in %.2fs", len(sockets),

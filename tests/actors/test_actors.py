@@ -281,3 +281,31 @@ def test_after_its_shutdown_an_actor_ignores_heartbeats_still_in_flight(world):
     assert (state.status, state.reason) == ("reconnecting", "server_restart")
     assert len(world.sockets.statuses("alice")) == events_before
     assert world.store.get("alice").reason == "server_restart"
+
+
+def test_a_paused_process_reads_queued_heartbeats_before_deciding(world):
+    """Bug 7: after a pause longer than the silence limit, the due Tick runs before the
+    heartbeats that waited on the socket; it re-checks instead of marking the client offline."""
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("bob", Connect("s2", None, world.now()))
+    world.clock.stall(40)  # silence limit 30 s: both deadlines pass while nothing runs
+    world.advance(0)  # the overdue timers fire first, late
+    world.send("alice", Heartbeat("s1", None, world.now()))  # then the queued heartbeat is read
+    world.advance(5)
+    assert world.sockets.statuses("alice") == [("online", "connected", 1)]
+    assert world.sockets.disconnected == ["s2"]  # bob stayed silent: offline at the re-check
+    assert world.sockets.statuses("bob")[-1] == ("offline", "heartbeat_timeout", 2)
+
+
+def test_a_deadline_already_past_when_armed_is_no_stall(world):
+    """A client actor started for a record whose grace ran out while nobody held it decides at
+    once: its timer fires when armed, on time, so nothing is re-checked."""
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    world.supervisor.ask(Census(), timeout=10)
+    entry = world.directory["alice"]
+    entry.ref.stop()  # the actor is gone (as after a crash) while the grace runs out
+    world.clock.stall(60)
+    world.send("alice", CheckAnswered("s1", world.now()))  # spawns an actor from the last state
+    world.advance(0)
+    assert world.sockets.statuses("alice")[-1] == ("offline", "reconnect_timeout", 3)

@@ -71,7 +71,8 @@ def test_sigterm_notifies_everyone_exits_0_and_a_restart_brings_clients_back(
     assert code == 0, server.log_text()[-3000:]
     assert took <= TIMEOUT, f"exit took {took:.1f}s, shutdown.timeout is {TIMEOUT}s"
     for client in everyone:
-        client.wait_event("disconnect", timeout=SHORT)
+        # the transport closed: "server disconnect" would tell the library not to reconnect
+        assert client.wait_event("disconnect", timeout=SHORT) == "transport error"
     on_disk = stored(server)
     for name in names.values():
         assert (on_disk[name]["status"], on_disk[name]["reason"]) == (

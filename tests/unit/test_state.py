@@ -343,3 +343,61 @@ def test_invariants_hold_for_every_sequence(sequence):
 def test_module_has_a_handler_for_every_client_message():
     assert set(machine.HANDLERS) == {Connect, Heartbeat, Disconnect, Tick, CheckAnswered,
                                      ReconnectionSuccess, Kick, Shutdown, Restore, NodeLost}
+
+
+class TestStall:
+    """A Tick that fires long after it was due (a paused process) re-checks before deciding:
+    the heartbeats sent during the pause are still unread on the sockets (bug 7)."""
+
+    SILENT_AT = T0 + 90  # online() at T0: the silence deadline
+
+    def test_a_tick_on_time_or_a_little_late_decides_at_once(self):
+        for late in (0.0, machine.STALL_TOLERANCE):
+            state, effects = run(online(), Tick(self.SILENT_AT + late, self.SILENT_AT))
+            assert (state.status, state.reason) == ("offline", "heartbeat_timeout")
+            assert CloseSockets(frozenset({"s1"})) in effects
+
+    def test_a_tick_with_no_due_time_decides_at_once(self):
+        state, _ = run(online(), Tick(self.SILENT_AT + 500))
+        assert state.status == "offline"
+
+    def test_a_stalled_tick_puts_the_decision_off_by_a_recheck(self):
+        before = online()
+        now = self.SILENT_AT + 5
+        state, effects = run(before, Tick(now, self.SILENT_AT))
+        assert state == before
+        assert effects == [machine.Recheck(now + machine.STALL_RECHECK, 1)]
+
+    def test_a_heartbeat_read_after_the_pause_keeps_the_client_online(self):
+        now = self.SILENT_AT + 5
+        state, effects = run(online(), Tick(now, self.SILENT_AT),
+                             Heartbeat("s1", None, now + 0.01),
+                             Tick(now + machine.STALL_RECHECK, now + machine.STALL_RECHECK, 1))
+        assert (state.status, state.reason, state.sockets) == ("online", "connected", {"s1"})
+        assert changes(effects) == [] and not any(isinstance(e, CloseSockets) for e in effects)
+
+    def test_a_client_that_stayed_silent_is_offline_at_the_recheck(self):
+        now = self.SILENT_AT + 5
+        recheck = now + machine.STALL_RECHECK
+        state, effects = run(online(), Tick(now, self.SILENT_AT), Tick(recheck, recheck, 1))
+        assert (state.status, state.reason, state.since) == ("offline", "heartbeat_timeout",
+                                                             recheck)
+
+    def test_a_process_that_stays_late_still_decides(self):
+        state, due = online(), self.SILENT_AT
+        for rechecks in range(machine.STALL_RECHECKS):
+            state, effects = run(state, Tick(due + 5, due, rechecks))
+            assert state.status == "online" and effects == [
+                machine.Recheck(due + 5 + machine.STALL_RECHECK, rechecks + 1)]
+            due = due + 5 + machine.STALL_RECHECK
+        state, _ = run(state, Tick(due + 5, due, machine.STALL_RECHECKS))
+        assert (state.status, state.reason) == ("offline", "heartbeat_timeout")
+
+    def test_a_return_read_after_the_pause_is_not_a_reconnect_timeout(self):
+        gone, _ = run(online(), Disconnect("s1", T0 + 1))
+        grace_end = deadline(gone, TIMING)
+        now = grace_end + 10
+        state, effects = run(gone, Tick(now, grace_end), Connect("s2", None, now + 0.01),
+                             Tick(now + 1, now + 1, 1))
+        assert (state.status, state.reason) == ("online", "reconnected")
+        assert [c.previous for c in changes(effects)] == ["reconnecting"]
