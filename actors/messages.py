@@ -61,6 +61,13 @@ class Kick:
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineTimeout:
+    """The backstop sweep, for a stored record no actor holds (`monitoring.offline_timeout`)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Graceful shutdown: store the client as reconnecting (`server_restart`)."""
 

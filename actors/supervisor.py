@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
 from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
 
 from . import state as machine
-from .client import ActorContext, ClientActor, ClientEntry
+from .client import ActorContext, ClientActor, ClientEntry, carry_out
 from .messages import (
     ActorDied,
     Census,
@@ -36,6 +36,7 @@ from .messages import (
     Kick,
     KickClient,
     LogStats,
+    OfflineTimeout,
     Recover,
     Restore,
     Retire,
@@ -82,7 +83,6 @@ class Intervals:
     connection_check: float = 30.0
     guest_cleanup: float = 300.0
     stats_log: float = 300.0
-    offline_timeout: float = 300.0
     purge_guests_on_startup: bool = True
 
 
@@ -299,12 +299,13 @@ class Supervisor(pykka.ThreadingActor):
                 continue
             if store.shared and record.node != self.node:
                 continue  # another node's client; its node (or node-lost handling) decides
-            contact = record.last_contact or record.last_seen or record.since
-            if now - contact < self.intervals.offline_timeout:
-                continue
-            offline = replace(record, status=OFFLINE, reason="offline_timeout", since=now,
-                              connections=0, version=record.version + 1, grace_until=None)
-            self.context.feed.status_changed(offline, record.status)
+            self._step_stored(record, OfflineTimeout(now))
+
+    def _step_stored(self, record: ClientRecord, message: Any) -> None:
+        """Run a stored record no actor holds through the state machine, carry out the effects."""
+        state = machine.ClientState.from_record(record)
+        after, effects = machine.step(state, message, self.context.timing)
+        carry_out(self.context, after, effects)
 
     def _guest_cleanup(self, message: GuestCleanup) -> None:
         try:
@@ -384,10 +385,7 @@ class Supervisor(pykka.ThreadingActor):
         record = self.context.feed.store.get(message.name)
         if record is None:
             return False
-        if record.status != OFFLINE:
-            offline = replace(record, status=OFFLINE, reason="kicked", since=message.now,
-                              connections=0, version=record.version + 1, grace_until=None)
-            self.context.feed.status_changed(offline, record.status)
+        self._step_stored(record, Kick(message.now))
         return True
 
     def _delete_guests(self, message: DeleteGuests) -> int:

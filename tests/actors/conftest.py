@@ -17,8 +17,8 @@ from presence_server.actors.supervisor import Intervals, Supervisor
 from presence_server.store import open_store
 
 TIMING = Timing(heartbeat_interval=10, max_missed_heartbeats=3, heartbeat_grace_period=5,
-                reconnection_grace_period=20, guest_grace_period=15)
-INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60, offline_timeout=100,
+                reconnection_grace_period=20, guest_grace_period=15, offline_timeout=100)
+INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60,
                       purge_guests_on_startup=True)
 
 

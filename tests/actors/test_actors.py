@@ -281,3 +281,33 @@ def test_after_its_shutdown_an_actor_ignores_heartbeats_still_in_flight(world):
     assert (state.status, state.reason) == ("reconnecting", "server_restart")
     assert len(world.sockets.statuses("alice")) == events_before
     assert world.store.get("alice").reason == "server_restart"
+
+
+def test_kick_of_a_stored_record_no_actor_holds_goes_through_the_state_machine(world):
+    stored = ClientRecord(name="dora", status="reconnecting", reason="server_restart",
+                          since=world.now() - 3, last_seen=None, last_contact=world.now() - 3,
+                          ip="10.1.1.1", guest=False, node="n1", connections=0, version=4)
+    world.store.save(stored)
+    assert world.supervisor.ask(KickClient("dora", world.now())) is True
+    world.settle()
+    record = world.store.get("dora")
+    assert (record.status, record.reason, record.version) == ("offline", "kicked", 5)
+    assert record.ip == "10.1.1.1" and record.grace_until is None
+    assert world.sockets.statuses("dora") == [("offline", "kicked", 5)]
+    assert "dora" not in world.directory  # no actor was started for it
+    assert world.supervisor.ask(KickClient("dora", world.now())) is True  # already offline
+    world.settle()
+    assert world.sockets.statuses("dora") == [("offline", "kicked", 5)]
+
+
+def test_the_backstop_tells_watchers_like_any_other_change(world):
+    stale = ClientRecord(name="ghost", status="reconnecting", reason="disconnect", since=0.0,
+                         last_seen=None, last_contact=world.now() - 500, ip=None, guest=False,
+                         node="n1", connections=0, version=2)
+    world.store.save(stale)
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    assert world.sockets.statuses("ghost") == [("offline", "offline_timeout", 3)]
+    event = world.sockets.events("client_status_changed")[-1]
+    assert event["previous"] == "reconnecting"
+    assert [t.reason for t in world.store.transitions("ghost")] == ["offline_timeout"]
