@@ -112,6 +112,13 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """Asked: answers the running actor for `name`, or None, after every `Route` sent before."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClientIdle:
     """A client actor became idle: the supervisor may retire it."""
 

@@ -32,10 +32,12 @@ from .messages import (
     Connect,
     DeleteGuests,
     Disconnect,
+    GetState,
     GuestCleanup,
     Kick,
     KickClient,
     LogStats,
+    Lookup,
     OfflineTimeout,
     Recover,
     Restore,
@@ -150,6 +152,7 @@ class Supervisor(pykka.ThreadingActor):
     def _handlers(self) -> dict[type, Callable[[Any], Any]]:
         return {
             Route: self._route,
+            Lookup: self._lookup,
             ClientIdle: self._client_idle,
             RetireIdle: self._retire_idle,
             ActorDied: self._actor_died,
@@ -165,32 +168,39 @@ class Supervisor(pykka.ThreadingActor):
         }
 
     # --- registry ---------------------------------------------------------------------------------
-    def _spawn(self, state: machine.ClientState) -> ClientEntry:
+    def _spawn(self, state: machine.ClientState, first: Any = None) -> ClientEntry:
+        """Start an actor for `state`; `first` reaches its mailbox before the actor is listed,
+        so whoever finds it in the directory (and tells or asks it) queues behind it."""
         entry = ClientEntry(ref=None, state=state)
         entry.ref = ClientActor.start(entry, self.context)
+        if first is not None:
+            entry.ref.tell(first)
         self.directory[state.name] = entry
         return entry
-
-    def _entry_for(self, name: str, guest: bool, display_name: str | None) -> ClientEntry:
-        entry = self.directory.get(name)
-        if entry is not None and entry.ref.is_alive():
-            return entry
-        if entry is not None:  # dead behind our back: restart from its last state
-            log.warning("client actor %s was not running; restarting it", name)
-            return self._spawn(entry.state)
-        record = self.context.feed.store.get(name)
-        if record is not None:
-            state = machine.ClientState.from_record(record, self.node)
-        else:
-            state = machine.ClientState(name=name, node=self.node, guest=guest,
-                                        display_name=display_name)
-        return self._spawn(state)
 
     def _route(self, message: Route) -> None:
         if self._stopping:
             return
-        entry = self._entry_for(message.name, message.guest, message.display_name)
-        entry.ref.tell(message.message)
+        name = message.name
+        entry = self.directory.get(name)
+        if entry is not None and entry.ref.is_alive():
+            entry.ref.tell(message.message)
+            return
+        if entry is not None:  # dead behind our back: restart from its last state
+            log.warning("client actor %s was not running; restarting it", name)
+            self._spawn(entry.state, message.message)
+            return
+        record = self.context.feed.store.get(name)
+        if record is not None:
+            state = machine.ClientState.from_record(record, self.node)
+        else:
+            state = machine.ClientState(name=name, node=self.node, guest=message.guest,
+                                        display_name=message.display_name)
+        self._spawn(state, message.message)
+
+    def _lookup(self, message: Lookup) -> Any:
+        entry = self.directory.get(message.name)
+        return entry.ref if entry is not None and entry.ref.is_alive() else None
 
     def _client_idle(self, message: ClientIdle) -> None:
         """Note the idle client; the batch retirement RETIRE_DELAY from now handles it."""
@@ -410,4 +420,32 @@ def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:
     return entry.state.status if entry is not None else None
 
 
-__all__ = ["Intervals", "Supervisor", "status_of", "ONLINE", "RECONNECTING", "ClientRecord"]
+READ_TIMEOUT = 5.0  # seconds a status request waits for the messages sent before it
+
+
+def settled_status(directory: Mapping[str, ClientEntry], supervisor: Any, store: Any,
+                   name: str, timeout: float = READ_TIMEOUT) -> str | None:
+    """A client's status after every message sent for it before this call was handled.
+
+    Read your own writes: a socket's messages reach the client actor directly (it runs) or
+    through the supervisor (it does not yet); asking along the same path queues behind them.
+    Heartbeats stay tell-only; only this read waits.
+    """
+    entry = directory.get(name)
+    try:
+        ref = entry.ref if entry is not None and entry.ref.is_alive() else None
+        if ref is None:
+            ref = supervisor.ask(Lookup(name), timeout=timeout)
+        if ref is not None:
+            return ref.ask(GetState(), timeout=timeout).status
+    except (pykka.ActorDeadError, pykka.Timeout) as problem:
+        log.warning("status of %s: read without waiting (%s)", name, problem or "timeout")
+    entry = directory.get(name)
+    if entry is not None:
+        return entry.state.status
+    record = store.get(name)
+    return record.status if record is not None else None
+
+
+__all__ = ["Intervals", "Supervisor", "settled_status", "status_of", "ONLINE", "RECONNECTING",
+           "ClientRecord"]

@@ -20,7 +20,12 @@ from presence_server.actors.messages import (
     ShutdownAll,
     Sweep,
 )
-from presence_server.actors.supervisor import RETIRE_DELAY, RETIRE_SLICE, RETIRE_SLICE_PERIOD
+from presence_server.actors.supervisor import (
+    RETIRE_DELAY,
+    RETIRE_SLICE,
+    RETIRE_SLICE_PERIOD,
+    settled_status,
+)
 from presence_server.store.records import ClientRecord
 
 from .conftest import INTERVALS, TIMING
@@ -311,3 +316,26 @@ def test_the_backstop_tells_watchers_like_any_other_change(world):
     event = world.sockets.events("client_status_changed")[-1]
     assert event["previous"] == "reconnecting"
     assert [t.reason for t in world.store.transitions("ghost")] == ["offline_timeout"]
+
+
+def test_a_status_read_waits_for_the_messages_sent_before_it(world):
+    """Read your own writes (bug 6): through the supervisor when no actor runs yet, else
+    through the actor's own mailbox, behind what was told before."""
+    for n in range(30):
+        name = f"fresh-{n}"
+        world.supervisor.tell(Route(name, Connect(f"s{n}", None, world.now())))
+        world.supervisor.tell(Route(name, Heartbeat(f"s{n}", None, world.now())))
+        assert settled_status(world.directory, world.supervisor, world.store, name) == "online"
+    ref = world.directory["fresh-0"].ref
+    ref.tell(Disconnect("s0", world.now()))
+    assert settled_status(world.directory, world.supervisor, world.store,
+                          "fresh-0") == "reconnecting"
+    assert settled_status(world.directory, world.supervisor, world.store, "nobody") is None
+
+
+def test_a_status_read_of_a_retired_client_reads_the_store(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 21 + 1)
+    assert "alice" not in world.directory
+    assert settled_status(world.directory, world.supervisor, world.store, "alice") == "offline"
