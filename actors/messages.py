@@ -189,11 +189,21 @@ class KickClient:
 
 @dataclass(frozen=True, slots=True)
 class DeleteGuests:
-    """Asked: delete guests (all, one id, or those last seen before `before`); answers count."""
+    """Asked: delete guests (all, one id, or those last seen before `before`); answers count.
+
+    `before` deletes only guests with no live socket; `guest_id` and all close sockets."""
 
     now: float
     guest_id: str | None = None
     before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClient:
+    """Asked: close a client's sockets, delete its record and history; answers found or not."""
+
+    name: str
+    now: float
 
 
 @dataclass(frozen=True, slots=True)

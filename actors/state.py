@@ -345,6 +345,11 @@ def step(state: ClientState, message: object, timing: Timing) -> Step:
     return handler(state, message, timing)
 
 
+def restorable(record: ClientRecord) -> bool:
+    """At start-up, a stored online or reconnecting client gets an actor and a `Restore`."""
+    return record.status in (ONLINE, RECONNECTING)
+
+
 # Which stored records may be deleted (the sweeps and the admin routes ask these).
 def guest_expired(record: ClientRecord) -> bool:
     """An offline guest: the guest cleanup sweep deletes it (seed 002)."""

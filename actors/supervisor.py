@@ -6,8 +6,9 @@
   slices spread over most of the interval, so 20,000 checks and their answers never arrive as
   one burst), reconciles actors with live sockets, and runs the `offline_timeout` backstop on
   stored records no actor holds;
-- every `guests.cleanup_interval`: deletes offline guests; every `stats_log_interval`: logs
-  the `Connection Stats` line;
+- every `guests.cleanup_interval`: deletes offline guests and the clients offline for longer
+  than `store.offline_retention` (each deletion: one log line, `client_removed` to watchers);
+  every `stats_log_interval`: logs the `Connection Stats` line;
 - at start-up: purges this node's leftover guests, brings stored online/reconnecting clients
   back as reconnecting with a fresh grace; at shutdown: stores everyone as reconnecting.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
-from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
+from presence_server.store.records import ONLINE, RECONNECTING, ClientRecord, iso
 
 from . import state as machine
 from .client import ActorContext, ClientActor, ClientEntry, carry_out
@@ -30,6 +31,7 @@ from .messages import (
     Census,
     ClientIdle,
     Connect,
+    DeleteClient,
     DeleteGuests,
     Disconnect,
     GetState,
@@ -86,6 +88,7 @@ class Intervals:
     guest_cleanup: float = 300.0
     stats_log: float = 300.0
     purge_guests_on_startup: bool = True
+    offline_retention: float | None = None  # store.offline_retention; None = keep forever
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -164,6 +167,7 @@ class Supervisor(pykka.ThreadingActor):
             ShutdownAll: self._shutdown_all,
             KickClient: self._kick,
             DeleteGuests: self._delete_guests,
+            DeleteClient: self._delete_client,
             Census: self._census,
         }
 
@@ -190,6 +194,8 @@ class Supervisor(pykka.ThreadingActor):
             log.warning("client actor %s was not running; restarting it", name)
             self._spawn(entry.state, message.message)
             return
+        if isinstance(message.message, Disconnect):
+            return  # no actor means no socket to lose (retired idle, or deleted): nothing to do
         record = self.context.feed.store.get(name)
         if record is not None:
             state = machine.ClientState.from_record(record, self.node)
@@ -304,9 +310,9 @@ class Supervisor(pykka.ThreadingActor):
 
     def _offline_backstop(self, now: float) -> None:
         store = self.context.feed.store
-        for record in store.all():
-            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
-                continue
+        for record in store.all():  # the rule (which records, how old) is state.py's
+            if record.name in self.directory:
+                continue  # an actor holds it: its own timer decides
             if store.shared and record.node != self.node:
                 continue  # another node's client; its node (or node-lost handling) decides
             self._step_stored(record, OfflineTimeout(now))
@@ -318,15 +324,48 @@ class Supervisor(pykka.ThreadingActor):
         carry_out(self.context, after, effects)
 
     def _guest_cleanup(self, message: GuestCleanup) -> None:
+        """Delete offline guests, and offline clients past `store.offline_retention`."""
         try:
-            store = self.context.feed.store
-            gone = [r.name for r in store.all() if r.guest and r.status == OFFLINE
-                    and r.name not in self.directory]
-            if gone:
-                store.delete(gone)
-                log.info("guest cleanup: deleted %d offline guests", len(gone))
+            retention = self.intervals.offline_retention
+            guests, retired = [], []
+            for record in self.context.feed.store.all():
+                if record.name in self.directory:
+                    continue
+                if machine.guest_expired(record):
+                    guests.append(record)
+                elif machine.retention_expired(record, message.now, retention):
+                    retired.append(record)
+            if guests:
+                self._remove(guests, "guest_cleanup", message.now)
+                log.info("guest cleanup: deleted %d offline guests", len(guests))
+            if retired:
+                self._remove(retired, "retention", message.now)
+                log.info("retention: deleted %d clients offline for longer than %gs",
+                         len(retired), retention)
         finally:
             self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
+
+    def _remove(self, records: list[ClientRecord], reason: str, now: float) -> int:
+        """Delete records and their history: stop their actors, close their sockets, then one
+        log line and a `client_removed` event for each."""
+        if not records:
+            return 0
+        names = {record.name for record in records}
+        sids = set()
+        for name in names:
+            entry = self.directory.pop(name, None)
+            self._idle.discard(name)
+            if entry is not None:
+                sids |= entry.state.sockets
+                if entry.ref.is_alive():
+                    entry.ref.stop(block=False)
+        sids |= {sid for sid, name in self.sockets.live_sockets().items() if name in names}
+        deleted = self.context.feed.store.delete(names)
+        if sids:
+            self.context.feed.close_sockets(frozenset(sids))
+        for record in records:
+            self.context.feed.removed(record, reason, now)
+        return deleted
 
     def _log_stats(self, message: LogStats) -> None:
         try:
@@ -351,7 +390,7 @@ class Supervisor(pykka.ThreadingActor):
         for record in mine:
             if record.guest and self.intervals.purge_guests_on_startup:
                 continue
-            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
+            if not machine.restorable(record) or record.name in self.directory:
                 continue
             state = machine.ClientState.from_record(record, self.node)
             self._spawn(state).ref.tell(Restore(message.now))
@@ -400,18 +439,31 @@ class Supervisor(pykka.ThreadingActor):
 
     def _delete_guests(self, message: DeleteGuests) -> int:
         store = self.context.feed.store
-        guests = [r for r in store.all() if r.guest]
         if message.guest_id is not None:
-            guests = [r for r in guests if r.name == message.guest_id]
-        if message.before is not None:
+            record = store.get(message.guest_id)
+            guests = [record] if record is not None and record.guest else []
+        else:
+            guests = [r for r in store.all() if r.guest]
+        if message.before is not None:  # old guests that are gone, never a connected one
+            connected = set(self.sockets.live_sockets().values())
             guests = [r for r in guests
-                      if (r.last_contact or r.last_seen or r.since) < message.before]
-        for record in guests:
-            entry = self.directory.pop(record.name, None)
-            if entry is not None and entry.ref.is_alive():
-                self.context.feed.close_sockets(entry.state.sockets)
-                entry.ref.stop(block=False)
-        return store.delete([r.name for r in guests]) if guests else 0
+                      if (r.last_contact or r.last_seen or r.since) < message.before
+                      and r.name not in connected and not self._has_sockets(r.name)]
+        return self._remove(guests, "admin", message.now)
+
+    def _delete_client(self, message: DeleteClient) -> bool:
+        record = self.context.feed.store.get(message.name)
+        entry = self.directory.get(message.name)
+        if record is None and entry is not None:
+            record = entry.state.to_record(self.context.timing)
+        if record is None:
+            return False
+        self._remove([record], "admin", message.now)
+        return True
+
+    def _has_sockets(self, name: str) -> bool:
+        entry = self.directory.get(name)
+        return entry is not None and bool(entry.state.sockets)
 
 
 def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:

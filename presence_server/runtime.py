@@ -60,6 +60,7 @@ def intervals_from(config: Config) -> Intervals:
         guest_cleanup=config.guests["cleanup_interval"],
         stats_log=config.monitoring["stats_log_interval"],
         purge_guests_on_startup=config.guests["purge_on_startup"],
+        offline_retention=config.store.get("offline_retention"),
     )
 
 

@@ -70,7 +70,7 @@ class Recorder:
 class World:
     """A supervisor and its client actors, on a manual clock, over a real SQLite file."""
 
-    def __init__(self, tmp_path, node: str = "n1") -> None:
+    def __init__(self, tmp_path, node: str = "n1", intervals: Intervals = INTERVALS) -> None:
         self.clock = ManualClock()
         self.sockets = Recorder()
         self.store = open_store(f"sqlite:///{tmp_path / 'presence.db'}")
@@ -78,7 +78,7 @@ class World:
                                  disconnect=self.sockets.disconnect)
         self.directory: dict[str, ClientEntry] = {}
         self.node = node
-        self.supervisor = Supervisor.start(self.directory, self._context, INTERVALS,
+        self.supervisor = Supervisor.start(self.directory, self._context, intervals,
                                            self.sockets, node)
 
     def _context(self, ref: Any) -> ActorContext:

@@ -8,6 +8,7 @@ from presence_server.actors.messages import (
     Census,
     CheckAnswered,
     Connect,
+    DeleteClient,
     DeleteGuests,
     Disconnect,
     GuestCleanup,
@@ -28,7 +29,7 @@ from presence_server.actors.supervisor import (
 )
 from presence_server.store.records import ClientRecord
 
-from .conftest import INTERVALS, TIMING
+from .conftest import INTERVALS, TIMING, World
 
 
 def walk(world, seconds: float, step: float = 1.0) -> None:
@@ -339,3 +340,87 @@ def test_a_status_read_of_a_retired_client_reads_the_store(world):
     walk(world, 21 + 1)
     assert "alice" not in world.directory
     assert settled_status(world.directory, world.supervisor, world.store, "alice") == "offline"
+
+
+def removals(world):
+    return [(e["name"], e["reason"]) for e in world.sockets.events("client_removed")]
+
+
+def test_guest_cleanup_tells_watchers_and_logs_each_deletion(world, caplog):
+    world.send("guest-a", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-a", Disconnect("g1", world.now()), guest=True)
+    walk(world, 16)
+    with caplog.at_level("INFO", logger="presence.status"):
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+    assert removals(world) == [("guest-a", "guest_cleanup")]
+    event = world.sockets.events("client_removed")[0]
+    assert event["guest"] is True and event["node"] == "n1" and event["status"] == "offline"
+    assert [r.message for r in caplog.records if "[REMOVED]" in r.message] == [
+        "[REMOVED] guest-a: was offline (reason: guest_cleanup)"]
+
+
+def test_cleanup_before_a_date_keeps_connected_guests(world):
+    world.send("guest-on", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-gone", Connect("g2", None, world.now()), guest=True)
+    world.send("guest-gone", Disconnect("g2", world.now()), guest=True)
+    world.advance(1)
+    assert world.supervisor.ask(DeleteGuests(world.now(), before=world.now())) == 1
+    world.settle()
+    assert world.store.get("guest-on") is not None and world.store.get("guest-gone") is None
+    assert world.sockets.disconnected == []
+    assert removals(world) == [("guest-gone", "admin")]
+
+
+def test_delete_one_client_closes_its_sockets_and_forgets_it(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Connect("s2", None, world.now()))
+    assert world.supervisor.ask(DeleteClient("alice", world.now())) is True
+    world.settle()
+    assert sorted(world.sockets.disconnected) == ["s1", "s2"]
+    assert world.store.get("alice") is None and world.store.transitions("alice") == []
+    assert "alice" not in world.directory
+    assert removals(world) == [("alice", "admin")]
+    world.send("alice", Disconnect("s1", world.now()))  # the sockets' disconnects arrive late
+    world.send("alice", Disconnect("s2", world.now()))
+    assert "alice" not in world.directory and world.store.get("alice") is None
+    assert world.supervisor.ask(DeleteClient("alice", world.now())) is False
+
+
+def test_delete_a_stored_client_no_actor_holds(world):
+    world.store.save(ClientRecord(name="old", status="offline", reason="kicked", since=1.0,
+                                  last_seen=None, last_contact=None, ip=None, guest=False,
+                                  node="n1", connections=0, version=3))
+    assert world.supervisor.ask(DeleteClient("old", world.now())) is True
+    assert world.store.get("old") is None and removals(world) == [("old", "admin")]
+
+
+def test_retention_deletes_clients_offline_for_too_long(tmp_path):
+    world = World(tmp_path, intervals=replace(INTERVALS, offline_retention=50))
+    try:
+        world.send("alice", Connect("s1", None, world.now()))
+        world.send("alice", Disconnect("s1", world.now()))
+        world.send("bob", Connect("s2", None, world.now()))
+        walk(world, 21)  # alice offline (reconnect_timeout); bob keeps its socket
+        world.send("bob", Heartbeat("s2", None, world.now()))
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+        assert world.store.get("alice") is not None  # offline for 1 s only
+        world.advance(50)
+        world.send("bob", Heartbeat("s2", None, world.now()))
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+        assert world.store.get("alice") is None and world.store.get("bob") is not None
+        assert removals(world) == [("alice", "retention")]
+    finally:
+        world.close()
+
+
+def test_no_retention_by_default(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 21)
+    world.advance(10**6)
+    world.supervisor.tell(GuestCleanup(world.now()))
+    world.settle()
+    assert world.store.get("alice").status == "offline" and removals(world) == []

@@ -403,6 +403,11 @@ class TestDeletionRules:
         assert not machine.guest_expired(self.record(guest=False))
         assert not machine.guest_expired(self.record(guest=True, status="reconnecting"))
 
+    def test_only_present_clients_are_restored_at_start_up(self):
+        assert machine.restorable(online().to_record(TIMING))
+        assert machine.restorable(run(online(), Disconnect("s1", T0))[0].to_record(TIMING))
+        assert not machine.restorable(self.record())
+
     def test_retention_deletes_old_offline_registered_clients_only(self):
         record = self.record()  # offline since T0 + 90
         assert not machine.retention_expired(record, T0 + 10_000, None)  # off
