@@ -25,6 +25,7 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "guests.cleanup_interval": 300.0,
     "guests.purge_on_startup": True,
     "store.url": "sqlite:///presence.db",
+    "store.offline_retention": None,  # not from a seed: off unless an operator sets it
     "shutdown.reconnect_after": 5.0,
     "shutdown.notice_delay": 2.0,
     "shutdown.timeout": 10.0,
