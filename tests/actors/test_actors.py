@@ -15,6 +15,7 @@ from presence_server.actors.messages import (
     Heartbeat,
     KickClient,
     LogStats,
+    ReconnectionSuccess,
     Recover,
     Route,
     Shutdown,
@@ -424,3 +425,17 @@ def test_no_retention_by_default(world):
     world.supervisor.tell(GuestCleanup(world.now()))
     world.settle()
     assert world.store.get("alice").status == "offline" and removals(world) == []
+
+
+def test_one_client_reconnected_per_return_whatever_the_client_sends(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    for round_number, sid in enumerate(("s2", "s3"), start=1):
+        world.send("alice", Disconnect(f"s{round_number}", world.now()))
+        world.advance(2)
+        world.send("alice", Connect(sid, None, world.now()))
+        world.send("alice", Heartbeat(sid, None, world.now()))
+        for _ in range(2):
+            world.send("alice", ReconnectionSuccess(sid, world.now()))
+        assert len(world.sockets.events("client_reconnected")) == round_number
+    assert [s for s, _, _ in world.sockets.statuses("alice")] == [
+        "online", "reconnecting", "online", "reconnecting", "online"]
