@@ -16,7 +16,7 @@ from typing import Any
 from . import state as machine
 from .clock import Cancelable, Clock, Scheduler
 from .feed import PresenceFeed
-from .messages import ActorDied, ClientIdle, GetState, Retire, Shutdown, Tick
+from .messages import ActorDied, ClientIdle, GetState, Retire, Tick
 from .ondemand import OnDemandActor
 
 log = logging.getLogger("presence.actors")
@@ -45,6 +45,30 @@ class ActorContext:
     supervisor: Any  # the supervisor's ActorRef (tell only)
 
 
+def carry_out(context: ActorContext, after: machine.ClientState,
+              effects: tuple[machine.Effect, ...]) -> None:
+    """Do what one `step()` asked: persist, log, tell watchers, close sockets.
+
+    Shared by the client actor and the supervisor (for stored records no actor holds).
+    """
+    feed = context.feed
+    record = None
+    for effect in effects:
+        if isinstance(effect, machine.StatusChanged):
+            record = record or after.to_record(context.timing)
+            feed.status_changed(record, effect.previous)
+        elif isinstance(effect, machine.Contacted):
+            record = record or after.to_record(context.timing)
+            feed.contacted(record)
+        elif isinstance(effect, machine.Touched):
+            record = record or after.to_record(context.timing)
+            feed.touched(record)
+        elif isinstance(effect, machine.CloseSockets):
+            feed.close_sockets(effect.sids)
+        elif isinstance(effect, machine.Reconnected):
+            feed.reconnected(after.name, context.clock.now())
+
+
 class ClientActor(OnDemandActor):
     """One client: runs only while it has mail (no parked greenlet per idle client)."""
 
@@ -65,7 +89,6 @@ class ClientActor(OnDemandActor):
         self.context = context
         self._armed_at: float | None = None
         self._timer: Cancelable | None = None
-        self._shut_down = False
 
     @property
     def state(self) -> machine.ClientState:
@@ -79,16 +102,8 @@ class ClientActor(OnDemandActor):
             return self.state
         if isinstance(message, Retire):
             return self._retire()
-        if self._shut_down:
-            # stored as reconnecting (server_restart) for the restart: a heartbeat still in
-            # flight from a socket about to be closed must not flip it back to online
-            log.debug("client %s: shut down, ignoring %r", self.state.name, message)
-            return None
         try:
             self._handle(message)
-            if isinstance(message, Shutdown):
-                self._shut_down = True
-                self._cancel_timer()
         except Exception:
             # A bad message must never kill the actor: log it and keep the last good state.
             log.exception("client %s: could not handle %r", self.state.name, message)
@@ -109,7 +124,7 @@ class ClientActor(OnDemandActor):
         before = self.state
         after, effects = machine.step(before, message, self.context.timing)
         self.entry.state = after
-        self._apply(after, effects)
+        carry_out(self.context, after, effects)
         recheck = next((e for e in effects if isinstance(e, machine.Recheck)), None)
         if recheck is not None:
             self._arm_at(recheck.at, recheck.rechecks)
@@ -117,24 +132,6 @@ class ClientActor(OnDemandActor):
             self._arm()
         if effects and machine.is_idle(after):
             self.context.supervisor.tell(ClientIdle(after.name))
-
-    def _apply(self, after: machine.ClientState, effects: tuple[machine.Effect, ...]) -> None:
-        feed = self.context.feed
-        record = None
-        for effect in effects:
-            if isinstance(effect, machine.StatusChanged):
-                record = record or after.to_record(self.context.timing)
-                feed.status_changed(record, effect.previous)
-            elif isinstance(effect, machine.Contacted):
-                record = record or after.to_record(self.context.timing)
-                feed.contacted(record)
-            elif isinstance(effect, machine.Touched):
-                record = record or after.to_record(self.context.timing)
-                feed.touched(record)
-            elif isinstance(effect, machine.CloseSockets):
-                feed.close_sockets(effect.sids)
-            elif isinstance(effect, machine.Reconnected):
-                feed.reconnected(after.name, self.context.clock.now())
 
     def _arm(self) -> None:
         due = machine.deadline(self.state, self.context.timing)

@@ -38,6 +38,19 @@ def status_event(record: ClientRecord, previous: str | None) -> dict[str, Any]:
     }
 
 
+def removal_event(record: ClientRecord, reason: str, now: float) -> dict[str, Any]:
+    """The `client_removed` payload: a record (and its history) was deleted."""
+    return {
+        "id": record.name,
+        "name": record.name,
+        "reason": reason,
+        "status": record.status,
+        "node": record.node,
+        "guest": record.guest,
+        "timestamp": iso(now),
+    }
+
+
 class PresenceFeed:
     """Persists records and transitions, logs `[STATUS]` lines, emits watcher events."""
 
@@ -77,6 +90,11 @@ class PresenceFeed:
     def contacted(self, record: ClientRecord) -> None:
         """Only contact times moved (the heartbeat path): the store writes it lazily."""
         self.store.save_contact(record)
+
+    def removed(self, record: ClientRecord, reason: str, now: float) -> None:
+        """A record was deleted: one log line, `client_removed` to watchers."""
+        log.info("[REMOVED] %s: was %s (reason: %s)", record.name, record.status, reason)
+        self._emit("client_removed", removal_event(record, reason, now), to=WATCHERS_ROOM)
 
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)

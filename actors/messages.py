@@ -67,6 +67,13 @@ class Kick:
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineTimeout:
+    """The backstop sweep, for a stored record no actor holds (`monitoring.offline_timeout`)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Graceful shutdown: store the client as reconnecting (`server_restart`)."""
 
@@ -108,6 +115,13 @@ class Route:
     message: Any
     guest: bool = False
     display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Asked: answers the running actor for `name`, or None, after every `Route` sent before."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +195,21 @@ class KickClient:
 
 @dataclass(frozen=True, slots=True)
 class DeleteGuests:
-    """Asked: delete guests (all, one id, or those last seen before `before`); answers count."""
+    """Asked: delete guests (all, one id, or those last seen before `before`); answers count.
+
+    `before` deletes only guests with no live socket; `guest_id` and all close sockets."""
 
     now: float
     guest_id: str | None = None
     before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClient:
+    """Asked: close a client's sockets, delete its record and history; answers found or not."""
+
+    name: str
+    now: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,17 +153,28 @@ class OnDemandActor(pykka.Actor):
                     return
                 self._deliver(envelope)
             self._refuse_remaining()
-        except BaseException:  # never let a worker die silently
-            log.exception("actor worker of %s failed", self)
+        except BaseException:
+            # Never alive but deaf: a worker that dies here (a BaseException in `on_start`, a
+            # failing `on_stop`) would leave the mailbox marked busy and no worker to drain it.
+            log.exception("actor worker of %s failed; stopping the actor", self)
+            self._abandon()
 
     def _deliver(self, envelope: Any) -> None:
-        """One message, exactly as Pykka's own actor loop handles it."""
+        """One message, exactly as Pykka's own actor loop (`Actor._actor_loop_running`) does:
+
+        - an `Exception` in an ask goes back to the caller, the actor lives;
+        - an `Exception` in a tell stops the actor and calls `on_failure`;
+        - a `BaseException` (`KeyboardInterrupt`, `SystemExit`, `GreenletExit`…) stops this
+          actor (`on_stop` runs) and every actor in Pykka's registry. Unlike Pykka, an asker
+          is answered `ActorDeadError` instead of waiting forever.
+        """
         try:
             response = self._handle_receive(envelope.message)
             if envelope.reply_to is not None:
                 envelope.reply_to.set(response)
         except Exception:
             if envelope.reply_to is not None:
+                log.info("Exception returned from %s to caller:", self, exc_info=True)
                 envelope.reply_to.set_exception()
             else:
                 self._handle_failure(*sys.exc_info())
@@ -171,14 +182,31 @@ class OnDemandActor(pykka.Actor):
                     self.on_failure(*sys.exc_info())
                 except Exception:
                     self._handle_failure(*sys.exc_info())
+        except BaseException as error:
+            log.debug("%r in %s. Stopping all actors.", error, self)
+            self._refuse(envelope)
+            self._stop()
+            pykka.ActorRegistry.stop_all()
+
+    def _abandon(self) -> None:
+        """Stop without running any more hooks, and refuse what is waiting."""
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        try:
+            self._refuse_remaining()
+        except BaseException:
+            log.exception("could not refuse the mail of %s", self)
+
+    def _refuse(self, envelope: Any) -> None:
+        if envelope.reply_to is None:
+            return
+        if isinstance(envelope.message, messages._ActorStop):
+            envelope.reply_to.set(None)
+            return
+        error = ActorDeadError(f"{self.actor_ref} stopped before handling the message")
+        envelope.reply_to.set_exception(exc_info=(ActorDeadError, error, None))
 
     def _refuse_remaining(self) -> None:
         inbox: Mailbox = self.actor_inbox
         while (envelope := inbox.take()) is not None:
-            if envelope.reply_to is None:
-                continue
-            if isinstance(envelope.message, messages._ActorStop):
-                envelope.reply_to.set(None)
-            else:
-                error = ActorDeadError(f"{self.actor_ref} stopped before handling the message")
-                envelope.reply_to.set_exception(exc_info=(ActorDeadError, error, None))
+            self._refuse(envelope)

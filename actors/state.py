@@ -12,7 +12,17 @@ Rules (CONTRACT §3, seed 000):
   heartbeat within `heartbeat_grace_period` postpones the offline decision; back in time means
   straight to online (`reconnected`) and no offline is ever shown;
 - a graceful shutdown or a restart never makes anyone offline: `reconnecting (server_restart)`
-  with a fresh grace.
+  with a fresh grace; once stored for the restart (`handed_off`) a client ignores whatever is
+  still in flight (heartbeats from sockets about to close) and needs no timer;
+- backstop: a stored online/reconnecting record that no actor holds and that had no contact for
+  `offline_timeout` becomes offline (`offline_timeout`); a kick makes anyone offline (`kicked`);
+- watchers hear `client_reconnected` exactly once per return: when a socket brings a
+  reconnecting client back, or when the client reports a return (`reconnection_success`) on a
+  socket whose return was not already announced.
+
+Records no actor holds go through the same `step()`: `ClientState.from_record(record)`, then
+`OfflineTimeout` or `Kick`. Which stored records may be deleted (`guest_expired`,
+`retention_expired`) is decided here too.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from .messages import (
     Heartbeat,
     Kick,
     NodeLost,
+    OfflineTimeout,
     ReconnectionSuccess,
     Restore,
     Shutdown,
@@ -44,6 +55,7 @@ class Timing:
     heartbeat_grace_period: float = 60.0
     reconnection_grace_period: float = 120.0
     guest_grace_period: float = 180.0
+    offline_timeout: float = 300.0
 
     @property
     def silence_limit(self) -> float:
@@ -57,7 +69,11 @@ class Timing:
 
 @dataclass(frozen=True, slots=True)
 class ClientState:
-    """Everything one client actor knows; `status` is None for a never-seen client."""
+    """Everything one client actor knows; `status` is None for a never-seen client.
+
+    `announced` is the socket whose return watchers were last told (`client_reconnected`);
+    `handed_off` means stored for the restart: every later message is ignored.
+    """
 
     name: str
     node: str
@@ -73,6 +89,8 @@ class ClientState:
     sockets: frozenset[str] = frozenset()
     version: int = 0
     grace_started: float | None = None
+    announced: str | None = None
+    handed_off: bool = False
 
     def to_record(self, timing: Timing) -> ClientRecord:
         grace_until = deadline(self, timing) if self.status == RECONNECTING else None
@@ -93,10 +111,11 @@ class ClientState:
         )
 
     @classmethod
-    def from_record(cls, record: ClientRecord, node: str) -> ClientState:
+    def from_record(cls, record: ClientRecord, node: str | None = None) -> ClientState:
+        """The state of a stored record (on `node`, else the record's own node)."""
         return cls(
             name=record.name,
-            node=node,
+            node=node if node is not None else record.node,
             guest=record.guest,
             display_name=record.display_name,
             status=record.status,
@@ -158,6 +177,8 @@ def deadline(state: ClientState, timing: Timing) -> float | None:
     an answered `connection_check` proves the socket is alive (many client libraries ack it by
     themselves), not that the client still heartbeats, so it only moves `last_contact`.
     """
+    if state.handed_off:
+        return None  # stored for the restart: the restarted server owns the grace
     if state.status == ONLINE and state.sockets:
         return (state.last_signal or state.since) + timing.silence_limit
     if state.status in (ONLINE, RECONNECTING):
@@ -182,6 +203,13 @@ def _change(state: ClientState, status: str, reason: str, now: float, **changes:
     return new_state, (StatusChanged(previous),)
 
 
+def _back(state: ClientState, sid: str, now: float, contact: dict[str, object]) -> Step:
+    """A reconnecting client is back on `sid`: online (`reconnected`), announced once."""
+    new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
+                                 announced=sid, **contact)
+    return new_state, (*effects, Reconnected())
+
+
 def on_connect(state: ClientState, message: Connect, timing: Timing) -> Step:
     now = message.now
     contact = {
@@ -193,9 +221,7 @@ def on_connect(state: ClientState, message: Connect, timing: Timing) -> Step:
     if state.status == ONLINE:
         return replace(state, **contact), (Touched(),)
     if state.status == RECONNECTING:
-        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
-                                     **contact)
-        return new_state, (*effects, Reconnected())
+        return _back(state, message.sid, now, contact)
     return _change(state, ONLINE, "connected", now, grace_started=None, **contact)
 
 
@@ -212,9 +238,7 @@ def on_heartbeat(state: ClientState, message: Heartbeat, timing: Timing) -> Step
         same = message.sid in state.sockets and contact["ip"] == state.ip
         return replace(state, **contact), (Contacted() if same else Touched(),)
     if state.status == RECONNECTING:
-        new_state, effects = _change(state, ONLINE, "reconnected", now, grace_started=None,
-                                     **contact)
-        return new_state, (*effects, Reconnected())
+        return _back(state, message.sid, now, contact)
     return _change(state, ONLINE, "heartbeat", now, grace_started=None, **contact)
 
 
@@ -264,7 +288,18 @@ def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing
 
 def on_reconnection_success(state: ClientState, message: ReconnectionSuccess,
                             timing: Timing) -> Step:
-    return state, (Reconnected(),)
+    """The client says it came back on `sid`: announce it unless that return already was.
+
+    The socket's registration (a `Connect` or a heartbeat while reconnecting) announces a
+    return the server saw; this covers one it did not see (the old socket was not noticed
+    gone yet). A second report for the same socket, or one from a socket the client does not
+    hold while online, announces nothing: watchers hear of each return exactly once.
+    """
+    if state.status != ONLINE or message.sid not in state.sockets:
+        return state, ()
+    if state.announced == message.sid:
+        return state, ()
+    return replace(state, announced=message.sid), (Reconnected(),)
 
 
 def on_kick(state: ClientState, message: Kick, timing: Timing) -> Step:
@@ -272,7 +307,20 @@ def on_kick(state: ClientState, message: Kick, timing: Timing) -> Step:
         return state, ()
     new_state, effects = _change(state, OFFLINE, "kicked", message.now, sockets=frozenset(),
                                  grace_started=None)
-    return new_state, (*effects, CloseSockets(state.sockets))
+    if state.sockets:
+        return new_state, (*effects, CloseSockets(state.sockets))
+    return new_state, effects
+
+
+def on_offline_timeout(state: ClientState, message: OfflineTimeout, timing: Timing) -> Step:
+    """Backstop for a stored record no actor holds (so no socket, no timer of its own):
+    online or reconnecting with no contact for `offline_timeout` means offline."""
+    if state.status not in (ONLINE, RECONNECTING) or state.sockets:
+        return state, ()
+    contact = state.last_contact or state.last_seen or state.since
+    if message.now - contact < timing.offline_timeout:
+        return state, ()
+    return _change(state, OFFLINE, "offline_timeout", message.now, grace_started=None)
 
 
 def _restart_grace(state: ClientState, reason: str, now: float) -> Step:
@@ -285,7 +333,9 @@ def _restart_grace(state: ClientState, reason: str, now: float) -> Step:
 
 
 def on_shutdown(state: ClientState, message: Shutdown, timing: Timing) -> Step:
-    return _restart_grace(state, "server_restart", message.now)
+    """Store the client for the restart, then hand it off: nothing after this changes it."""
+    new_state, effects = _restart_grace(state, "server_restart", message.now)
+    return replace(new_state, handed_off=True), effects
 
 
 def on_restore(state: ClientState, message: Restore, timing: Timing) -> Step:
@@ -307,6 +357,7 @@ HANDLERS = {
     Shutdown: on_shutdown,
     Restore: on_restore,
     NodeLost: on_node_lost,
+    OfflineTimeout: on_offline_timeout,
 }
 
 
@@ -315,4 +366,23 @@ def step(state: ClientState, message: object, timing: Timing) -> Step:
     handler = HANDLERS.get(type(message))
     if handler is None:
         raise TypeError(f"no state transition for {type(message).__name__}")
+    if state.handed_off:
+        return state, ()  # stored for the restart: what is still in flight changes nothing
     return handler(state, message, timing)
+
+
+def restorable(record: ClientRecord) -> bool:
+    """At start-up, a stored online or reconnecting client gets an actor and a `Restore`."""
+    return record.status in (ONLINE, RECONNECTING)
+
+
+# Which stored records may be deleted (the sweeps and the admin routes ask these).
+def guest_expired(record: ClientRecord) -> bool:
+    """An offline guest: the guest cleanup sweep deletes it (seed 002)."""
+    return record.guest and record.status == OFFLINE
+
+
+def retention_expired(record: ClientRecord, now: float, retention: float | None) -> bool:
+    """An offline registered client offline for longer than `store.offline_retention`."""
+    return (retention is not None and not record.guest and record.status == OFFLINE
+            and now - record.since >= retention)

@@ -6,8 +6,9 @@
   slices spread over most of the interval, so 20,000 checks and their answers never arrive as
   one burst), reconciles actors with live sockets, and runs the `offline_timeout` backstop on
   stored records no actor holds;
-- every `guests.cleanup_interval`: deletes offline guests; every `stats_log_interval`: logs
-  the `Connection Stats` line;
+- every `guests.cleanup_interval`: deletes offline guests and the clients offline for longer
+  than `store.offline_retention` (each deletion: one log line, `client_removed` to watchers);
+  every `stats_log_interval`: logs the `Connection Stats` line;
 - at start-up: purges this node's leftover guests, brings stored online/reconnecting clients
   back as reconnecting with a fresh grace; at shutdown: stores everyone as reconnecting.
 """
@@ -17,25 +18,29 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
-from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
+from presence_server.store.records import ONLINE, RECONNECTING, ClientRecord, iso
 
 from . import state as machine
-from .client import ActorContext, ClientActor, ClientEntry
+from .client import ActorContext, ClientActor, ClientEntry, carry_out
 from .messages import (
     ActorDied,
     Census,
     ClientIdle,
     Connect,
+    DeleteClient,
     DeleteGuests,
     Disconnect,
+    GetState,
     GuestCleanup,
     Kick,
     KickClient,
     LogStats,
+    Lookup,
+    OfflineTimeout,
     Recover,
     Restore,
     Retire,
@@ -82,8 +87,8 @@ class Intervals:
     connection_check: float = 30.0
     guest_cleanup: float = 300.0
     stats_log: float = 300.0
-    offline_timeout: float = 300.0
     purge_guests_on_startup: bool = True
+    offline_retention: float | None = None  # store.offline_retention; None = keep forever
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -150,6 +155,7 @@ class Supervisor(pykka.ThreadingActor):
     def _handlers(self) -> dict[type, Callable[[Any], Any]]:
         return {
             Route: self._route,
+            Lookup: self._lookup,
             ClientIdle: self._client_idle,
             RetireIdle: self._retire_idle,
             ActorDied: self._actor_died,
@@ -161,36 +167,46 @@ class Supervisor(pykka.ThreadingActor):
             ShutdownAll: self._shutdown_all,
             KickClient: self._kick,
             DeleteGuests: self._delete_guests,
+            DeleteClient: self._delete_client,
             Census: self._census,
         }
 
     # --- registry ---------------------------------------------------------------------------------
-    def _spawn(self, state: machine.ClientState) -> ClientEntry:
+    def _spawn(self, state: machine.ClientState, first: Any = None) -> ClientEntry:
+        """Start an actor for `state`; `first` reaches its mailbox before the actor is listed,
+        so whoever finds it in the directory (and tells or asks it) queues behind it."""
         entry = ClientEntry(ref=None, state=state)
         entry.ref = ClientActor.start(entry, self.context)
+        if first is not None:
+            entry.ref.tell(first)
         self.directory[state.name] = entry
         return entry
-
-    def _entry_for(self, name: str, guest: bool, display_name: str | None) -> ClientEntry:
-        entry = self.directory.get(name)
-        if entry is not None and entry.ref.is_alive():
-            return entry
-        if entry is not None:  # dead behind our back: restart from its last state
-            log.warning("client actor %s was not running; restarting it", name)
-            return self._spawn(entry.state)
-        record = self.context.feed.store.get(name)
-        if record is not None:
-            state = machine.ClientState.from_record(record, self.node)
-        else:
-            state = machine.ClientState(name=name, node=self.node, guest=guest,
-                                        display_name=display_name)
-        return self._spawn(state)
 
     def _route(self, message: Route) -> None:
         if self._stopping:
             return
-        entry = self._entry_for(message.name, message.guest, message.display_name)
-        entry.ref.tell(message.message)
+        name = message.name
+        entry = self.directory.get(name)
+        if entry is not None and entry.ref.is_alive():
+            entry.ref.tell(message.message)
+            return
+        if entry is not None:  # dead behind our back: restart from its last state
+            log.warning("client actor %s was not running; restarting it", name)
+            self._spawn(entry.state, message.message)
+            return
+        if isinstance(message.message, Disconnect):
+            return  # no actor means no socket to lose (retired idle, or deleted): nothing to do
+        record = self.context.feed.store.get(name)
+        if record is not None:
+            state = machine.ClientState.from_record(record, self.node)
+        else:
+            state = machine.ClientState(name=name, node=self.node, guest=message.guest,
+                                        display_name=message.display_name)
+        self._spawn(state, message.message)
+
+    def _lookup(self, message: Lookup) -> Any:
+        entry = self.directory.get(message.name)
+        return entry.ref if entry is not None and entry.ref.is_alive() else None
 
     def _client_idle(self, message: ClientIdle) -> None:
         """Note the idle client; the batch retirement RETIRE_DELAY from now handles it."""
@@ -294,28 +310,62 @@ class Supervisor(pykka.ThreadingActor):
 
     def _offline_backstop(self, now: float) -> None:
         store = self.context.feed.store
-        for record in store.all():
-            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
-                continue
+        for record in store.all():  # the rule (which records, how old) is state.py's
+            if record.name in self.directory:
+                continue  # an actor holds it: its own timer decides
             if store.shared and record.node != self.node:
                 continue  # another node's client; its node (or node-lost handling) decides
-            contact = record.last_contact or record.last_seen or record.since
-            if now - contact < self.intervals.offline_timeout:
-                continue
-            offline = replace(record, status=OFFLINE, reason="offline_timeout", since=now,
-                              connections=0, version=record.version + 1, grace_until=None)
-            self.context.feed.status_changed(offline, record.status)
+            self._step_stored(record, OfflineTimeout(now))
+
+    def _step_stored(self, record: ClientRecord, message: Any) -> None:
+        """Run a stored record no actor holds through the state machine, carry out the effects."""
+        state = machine.ClientState.from_record(record)
+        after, effects = machine.step(state, message, self.context.timing)
+        carry_out(self.context, after, effects)
 
     def _guest_cleanup(self, message: GuestCleanup) -> None:
+        """Delete offline guests, and offline clients past `store.offline_retention`."""
         try:
-            store = self.context.feed.store
-            gone = [r.name for r in store.all() if r.guest and r.status == OFFLINE
-                    and r.name not in self.directory]
-            if gone:
-                store.delete(gone)
-                log.info("guest cleanup: deleted %d offline guests", len(gone))
+            retention = self.intervals.offline_retention
+            guests, retired = [], []
+            for record in self.context.feed.store.all():
+                if record.name in self.directory:
+                    continue
+                if machine.guest_expired(record):
+                    guests.append(record)
+                elif machine.retention_expired(record, message.now, retention):
+                    retired.append(record)
+            if guests:
+                self._remove(guests, "guest_cleanup", message.now)
+                log.info("guest cleanup: deleted %d offline guests", len(guests))
+            if retired:
+                self._remove(retired, "retention", message.now)
+                log.info("retention: deleted %d clients offline for longer than %gs",
+                         len(retired), retention)
         finally:
             self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
+
+    def _remove(self, records: list[ClientRecord], reason: str, now: float) -> int:
+        """Delete records and their history: stop their actors, close their sockets, then one
+        log line and a `client_removed` event for each."""
+        if not records:
+            return 0
+        names = {record.name for record in records}
+        sids = set()
+        for name in names:
+            entry = self.directory.pop(name, None)
+            self._idle.discard(name)
+            if entry is not None:
+                sids |= entry.state.sockets
+                if entry.ref.is_alive():
+                    entry.ref.stop(block=False)
+        sids |= {sid for sid, name in self.sockets.live_sockets().items() if name in names}
+        deleted = self.context.feed.store.delete(names)
+        if sids:
+            self.context.feed.close_sockets(frozenset(sids))
+        for record in records:
+            self.context.feed.removed(record, reason, now)
+        return deleted
 
     def _log_stats(self, message: LogStats) -> None:
         try:
@@ -340,7 +390,7 @@ class Supervisor(pykka.ThreadingActor):
         for record in mine:
             if record.guest and self.intervals.purge_guests_on_startup:
                 continue
-            if record.status not in (ONLINE, RECONNECTING) or record.name in self.directory:
+            if not machine.restorable(record) or record.name in self.directory:
                 continue
             state = machine.ClientState.from_record(record, self.node)
             self._spawn(state).ref.tell(Restore(message.now))
@@ -384,26 +434,36 @@ class Supervisor(pykka.ThreadingActor):
         record = self.context.feed.store.get(message.name)
         if record is None:
             return False
-        if record.status != OFFLINE:
-            offline = replace(record, status=OFFLINE, reason="kicked", since=message.now,
-                              connections=0, version=record.version + 1, grace_until=None)
-            self.context.feed.status_changed(offline, record.status)
+        self._step_stored(record, Kick(message.now))
         return True
 
     def _delete_guests(self, message: DeleteGuests) -> int:
         store = self.context.feed.store
-        guests = [r for r in store.all() if r.guest]
         if message.guest_id is not None:
-            guests = [r for r in guests if r.name == message.guest_id]
-        if message.before is not None:
+            record = store.get(message.guest_id)
+            guests = [record] if record is not None and record.guest else []
+        else:
+            guests = [r for r in store.all() if r.guest]
+        if message.before is not None:  # old guests that are gone, never a connected one
+            connected = set(self.sockets.live_sockets().values())
             guests = [r for r in guests
-                      if (r.last_contact or r.last_seen or r.since) < message.before]
-        for record in guests:
-            entry = self.directory.pop(record.name, None)
-            if entry is not None and entry.ref.is_alive():
-                self.context.feed.close_sockets(entry.state.sockets)
-                entry.ref.stop(block=False)
-        return store.delete([r.name for r in guests]) if guests else 0
+                      if (r.last_contact or r.last_seen or r.since) < message.before
+                      and r.name not in connected and not self._has_sockets(r.name)]
+        return self._remove(guests, "admin", message.now)
+
+    def _delete_client(self, message: DeleteClient) -> bool:
+        record = self.context.feed.store.get(message.name)
+        entry = self.directory.get(message.name)
+        if record is None and entry is not None:
+            record = entry.state.to_record(self.context.timing)
+        if record is None:
+            return False
+        self._remove([record], "admin", message.now)
+        return True
+
+    def _has_sockets(self, name: str) -> bool:
+        entry = self.directory.get(name)
+        return entry is not None and bool(entry.state.sockets)
 
 
 def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:
@@ -412,4 +472,32 @@ def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:
     return entry.state.status if entry is not None else None
 
 
-__all__ = ["Intervals", "Supervisor", "status_of", "ONLINE", "RECONNECTING", "ClientRecord"]
+READ_TIMEOUT = 5.0  # seconds a status request waits for the messages sent before it
+
+
+def settled_status(directory: Mapping[str, ClientEntry], supervisor: Any, store: Any,
+                   name: str, timeout: float = READ_TIMEOUT) -> str | None:
+    """A client's status after every message sent for it before this call was handled.
+
+    Read your own writes: a socket's messages reach the client actor directly (it runs) or
+    through the supervisor (it does not yet); asking along the same path queues behind them.
+    Heartbeats stay tell-only; only this read waits.
+    """
+    entry = directory.get(name)
+    try:
+        ref = entry.ref if entry is not None and entry.ref.is_alive() else None
+        if ref is None:
+            ref = supervisor.ask(Lookup(name), timeout=timeout)
+        if ref is not None:
+            return ref.ask(GetState(), timeout=timeout).status
+    except (pykka.ActorDeadError, pykka.Timeout) as problem:
+        log.warning("status of %s: read without waiting (%s)", name, problem or "timeout")
+    entry = directory.get(name)
+    if entry is not None:
+        return entry.state.status
+    record = store.get(name)
+    return record.status if record is not None else None
+
+
+__all__ = ["Intervals", "Supervisor", "settled_status", "status_of", "ONLINE", "RECONNECTING",
+           "ClientRecord"]

@@ -112,6 +112,15 @@ def _store_url(value: Any) -> str:
     return url
 
 
+def _optional_duration(value: Any) -> float | None:
+    """A positive duration, or off (`null`, `off`, `0`)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null", "none",
+                                                                              "off"}):
+        return None
+    seconds = parse_duration(value)
+    return seconds if seconds > 0 else None
+
+
 Parser = Callable[[Any], Any]
 
 SCHEMA: dict[str, dict[str, Parser]] = {
@@ -136,7 +145,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "cleanup_interval": _positive_duration,
         "purge_on_startup": _boolean,
     },
-    "store": {"url": _store_url},
+    "store": {"url": _store_url, "offline_retention": _optional_duration},
     "shutdown": {
         "reconnect_after": parse_duration,
         "notice_delay": parse_duration,

@@ -50,6 +50,7 @@ def timing_from(config: Config) -> Timing:
         heartbeat_grace_period=monitoring["heartbeat_grace_period"],
         reconnection_grace_period=monitoring["reconnection_grace_period"],
         guest_grace_period=config.guests["connection_timeout"],
+        offline_timeout=monitoring["offline_timeout"],
     )
 
 
@@ -58,8 +59,8 @@ def intervals_from(config: Config) -> Intervals:
         connection_check=config.monitoring["connection_check_interval"],
         guest_cleanup=config.guests["cleanup_interval"],
         stats_log=config.monitoring["stats_log_interval"],
-        offline_timeout=config.monitoring["offline_timeout"],
         purge_guests_on_startup=config.guests["purge_on_startup"],
+        offline_retention=config.store.get("offline_retention"),
     )
 
 

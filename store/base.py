@@ -85,6 +85,8 @@ class Store(ABC):
             self._pending.pop(name, None)
             self._contacts.pop(name, None)
             self._pending_deletes.add(name)
+        # history not written yet must not outlive the record (it would be inserted after it)
+        self._pending_transitions = [t for t in self._pending_transitions if t.name not in names]
         self.flush()
         return len(existing)
 

@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from presence_server.actors.messages import DeleteGuests, KickClient
+from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient
 from presence_server.actors.stats import store_stats
 from presence_server.store.records import STATUSES
 from werkzeug.exceptions import HTTPException
@@ -179,3 +179,14 @@ def kick(name: str):
         return error(404, "not_found", f"no client named {name!r}")
     record = node.store.get(name)
     return jsonify(record.public() if record else {"name": name})
+
+
+@api.delete("/api/clients/<path:name>")
+@admin
+def delete_client(name: str):
+    """Close the client's sockets, delete its record and history (`client_removed`)."""
+    node = runtime()
+    found = node.supervisor.ask(DeleteClient(name, node.clock.now()), timeout=ADMIN_TIMEOUT)
+    if not found:
+        return error(404, "not_found", f"no client named {name!r}")
+    return jsonify({"deleted": 1})

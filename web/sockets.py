@@ -24,6 +24,7 @@ from presence_server.actors.messages import (
     ReconnectionSuccess,
     Route,
 )
+from presence_server.actors.supervisor import settled_status
 from presence_server.store.records import iso
 
 from . import hooks, validation
@@ -331,12 +332,9 @@ class SocketEvents:
     def on_status_request(self, sid: str, data: Any) -> Reply:
         payload = validation.mapping(data, "client_status_request")
         name = validation.name(payload.get("clientName"), "clientName")
-        entry = self.runtime.directory.get(name)
-        if entry is not None:
-            status = entry.state.status
-        else:
-            record = self.runtime.store.get(name)
-            status = record.status if record is not None else None
+        # read your own writes: answered after what this socket sent before has been handled
+        status = settled_status(self.runtime.directory, self.runtime.supervisor,
+                                self.runtime.store, name)
         return Reply("server_status_response", {
             "serverStatus": "online",
             "clientStatus": status,

@@ -17,8 +17,8 @@ from presence_server.actors.supervisor import Intervals, Supervisor
 from presence_server.store import open_store
 
 TIMING = Timing(heartbeat_interval=10, max_missed_heartbeats=3, heartbeat_grace_period=5,
-                reconnection_grace_period=20, guest_grace_period=15)
-INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60, offline_timeout=100,
+                reconnection_grace_period=20, guest_grace_period=15, offline_timeout=100)
+INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60,
                       purge_guests_on_startup=True)
 
 
@@ -70,7 +70,7 @@ class Recorder:
 class World:
     """A supervisor and its client actors, on a manual clock, over a real SQLite file."""
 
-    def __init__(self, tmp_path, node: str = "n1") -> None:
+    def __init__(self, tmp_path, node: str = "n1", intervals: Intervals = INTERVALS) -> None:
         self.clock = ManualClock()
         self.sockets = Recorder()
         self.store = open_store(f"sqlite:///{tmp_path / 'presence.db'}")
@@ -78,7 +78,7 @@ class World:
                                  disconnect=self.sockets.disconnect)
         self.directory: dict[str, ClientEntry] = {}
         self.node = node
-        self.supervisor = Supervisor.start(self.directory, self._context, INTERVALS,
+        self.supervisor = Supervisor.start(self.directory, self._context, intervals,
                                            self.sockets, node)
 
     def _context(self, ref: Any) -> ActorContext:

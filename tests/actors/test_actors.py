@@ -8,22 +8,29 @@ from presence_server.actors.messages import (
     Census,
     CheckAnswered,
     Connect,
+    DeleteClient,
     DeleteGuests,
     Disconnect,
     GuestCleanup,
     Heartbeat,
     KickClient,
     LogStats,
+    ReconnectionSuccess,
     Recover,
     Route,
     Shutdown,
     ShutdownAll,
     Sweep,
 )
-from presence_server.actors.supervisor import RETIRE_DELAY, RETIRE_SLICE, RETIRE_SLICE_PERIOD
+from presence_server.actors.supervisor import (
+    RETIRE_DELAY,
+    RETIRE_SLICE,
+    RETIRE_SLICE_PERIOD,
+    settled_status,
+)
 from presence_server.store.records import ClientRecord
 
-from .conftest import INTERVALS, TIMING
+from .conftest import INTERVALS, TIMING, World
 
 
 def walk(world, seconds: float, step: float = 1.0) -> None:
@@ -309,3 +316,152 @@ def test_a_deadline_already_past_when_armed_is_no_stall(world):
     world.send("alice", CheckAnswered("s1", world.now()))  # spawns an actor from the last state
     world.advance(0)
     assert world.sockets.statuses("alice")[-1] == ("offline", "reconnect_timeout", 3)
+def test_kick_of_a_stored_record_no_actor_holds_goes_through_the_state_machine(world):
+    stored = ClientRecord(name="dora", status="reconnecting", reason="server_restart",
+                          since=world.now() - 3, last_seen=None, last_contact=world.now() - 3,
+                          ip="10.1.1.1", guest=False, node="n1", connections=0, version=4)
+    world.store.save(stored)
+    assert world.supervisor.ask(KickClient("dora", world.now())) is True
+    world.settle()
+    record = world.store.get("dora")
+    assert (record.status, record.reason, record.version) == ("offline", "kicked", 5)
+    assert record.ip == "10.1.1.1" and record.grace_until is None
+    assert world.sockets.statuses("dora") == [("offline", "kicked", 5)]
+    assert "dora" not in world.directory  # no actor was started for it
+    assert world.supervisor.ask(KickClient("dora", world.now())) is True  # already offline
+    world.settle()
+    assert world.sockets.statuses("dora") == [("offline", "kicked", 5)]
+
+
+def test_the_backstop_tells_watchers_like_any_other_change(world):
+    stale = ClientRecord(name="ghost", status="reconnecting", reason="disconnect", since=0.0,
+                         last_seen=None, last_contact=world.now() - 500, ip=None, guest=False,
+                         node="n1", connections=0, version=2)
+    world.store.save(stale)
+    world.supervisor.tell(Sweep(world.now()))
+    world.settle()
+    assert world.sockets.statuses("ghost") == [("offline", "offline_timeout", 3)]
+    event = world.sockets.events("client_status_changed")[-1]
+    assert event["previous"] == "reconnecting"
+    assert [t.reason for t in world.store.transitions("ghost")] == ["offline_timeout"]
+
+
+def test_a_status_read_waits_for_the_messages_sent_before_it(world):
+    """Read your own writes (bug 6): through the supervisor when no actor runs yet, else
+    through the actor's own mailbox, behind what was told before."""
+    for n in range(30):
+        name = f"fresh-{n}"
+        world.supervisor.tell(Route(name, Connect(f"s{n}", None, world.now())))
+        world.supervisor.tell(Route(name, Heartbeat(f"s{n}", None, world.now())))
+        assert settled_status(world.directory, world.supervisor, world.store, name) == "online"
+    ref = world.directory["fresh-0"].ref
+    ref.tell(Disconnect("s0", world.now()))
+    assert settled_status(world.directory, world.supervisor, world.store,
+                          "fresh-0") == "reconnecting"
+    assert settled_status(world.directory, world.supervisor, world.store, "nobody") is None
+
+
+def test_a_status_read_of_a_retired_client_reads_the_store(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 21 + 1)
+    assert "alice" not in world.directory
+    assert settled_status(world.directory, world.supervisor, world.store, "alice") == "offline"
+
+
+def removals(world):
+    return [(e["name"], e["reason"]) for e in world.sockets.events("client_removed")]
+
+
+def test_guest_cleanup_tells_watchers_and_logs_each_deletion(world, caplog):
+    world.send("guest-a", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-a", Disconnect("g1", world.now()), guest=True)
+    walk(world, 16)
+    with caplog.at_level("INFO", logger="presence.status"):
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+    assert removals(world) == [("guest-a", "guest_cleanup")]
+    event = world.sockets.events("client_removed")[0]
+    assert event["guest"] is True and event["node"] == "n1" and event["status"] == "offline"
+    assert [r.message for r in caplog.records if "[REMOVED]" in r.message] == [
+        "[REMOVED] guest-a: was offline (reason: guest_cleanup)"]
+
+
+def test_cleanup_before_a_date_keeps_connected_guests(world):
+    world.send("guest-on", Connect("g1", None, world.now()), guest=True)
+    world.send("guest-gone", Connect("g2", None, world.now()), guest=True)
+    world.send("guest-gone", Disconnect("g2", world.now()), guest=True)
+    world.advance(1)
+    assert world.supervisor.ask(DeleteGuests(world.now(), before=world.now())) == 1
+    world.settle()
+    assert world.store.get("guest-on") is not None and world.store.get("guest-gone") is None
+    assert world.sockets.disconnected == []
+    assert removals(world) == [("guest-gone", "admin")]
+
+
+def test_delete_one_client_closes_its_sockets_and_forgets_it(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Connect("s2", None, world.now()))
+    assert world.supervisor.ask(DeleteClient("alice", world.now())) is True
+    world.settle()
+    assert sorted(world.sockets.disconnected) == ["s1", "s2"]
+    assert world.store.get("alice") is None and world.store.transitions("alice") == []
+    assert "alice" not in world.directory
+    assert removals(world) == [("alice", "admin")]
+    world.send("alice", Disconnect("s1", world.now()))  # the sockets' disconnects arrive late
+    world.send("alice", Disconnect("s2", world.now()))
+    assert "alice" not in world.directory and world.store.get("alice") is None
+    assert world.supervisor.ask(DeleteClient("alice", world.now())) is False
+
+
+def test_delete_a_stored_client_no_actor_holds(world):
+    world.store.save(ClientRecord(name="old", status="offline", reason="kicked", since=1.0,
+                                  last_seen=None, last_contact=None, ip=None, guest=False,
+                                  node="n1", connections=0, version=3))
+    assert world.supervisor.ask(DeleteClient("old", world.now())) is True
+    assert world.store.get("old") is None and removals(world) == [("old", "admin")]
+
+
+def test_retention_deletes_clients_offline_for_too_long(tmp_path):
+    world = World(tmp_path, intervals=replace(INTERVALS, offline_retention=50))
+    try:
+        world.send("alice", Connect("s1", None, world.now()))
+        world.send("alice", Disconnect("s1", world.now()))
+        world.send("bob", Connect("s2", None, world.now()))
+        walk(world, 21)  # alice offline (reconnect_timeout); bob keeps its socket
+        world.send("bob", Heartbeat("s2", None, world.now()))
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+        assert world.store.get("alice") is not None  # offline for 1 s only
+        world.advance(50)
+        world.send("bob", Heartbeat("s2", None, world.now()))
+        world.supervisor.tell(GuestCleanup(world.now()))
+        world.settle()
+        assert world.store.get("alice") is None and world.store.get("bob") is not None
+        assert removals(world) == [("alice", "retention")]
+    finally:
+        world.close()
+
+
+def test_no_retention_by_default(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    world.send("alice", Disconnect("s1", world.now()))
+    walk(world, 21)
+    world.advance(10**6)
+    world.supervisor.tell(GuestCleanup(world.now()))
+    world.settle()
+    assert world.store.get("alice").status == "offline" and removals(world) == []
+
+
+def test_one_client_reconnected_per_return_whatever_the_client_sends(world):
+    world.send("alice", Connect("s1", None, world.now()))
+    for round_number, sid in enumerate(("s2", "s3"), start=1):
+        world.send("alice", Disconnect(f"s{round_number}", world.now()))
+        world.advance(2)
+        world.send("alice", Connect(sid, None, world.now()))
+        world.send("alice", Heartbeat(sid, None, world.now()))
+        for _ in range(2):
+            world.send("alice", ReconnectionSuccess(sid, world.now()))
+        assert len(world.sockets.events("client_reconnected")) == round_number
+    assert [s for s, _, _ in world.sockets.statuses("alice")] == [
+        "online", "reconnecting", "online", "reconnecting", "online"]

@@ -10,7 +10,8 @@ import socketio
 
 EVENTS = ("heartbeat_response", "server_status_response", "client_status_changed",
           "client_reconnected", "connection_check", "server_shutdown", "error",
-          "guest_registered", "watch_snapshot", "connect_error", "unwatch_response")
+          "guest_registered", "watch_snapshot", "connect_error", "unwatch_response",
+          "client_removed")
 
 
 class RecordingClient:

@@ -25,6 +25,7 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "guests.cleanup_interval": 300.0,
     "guests.purge_on_startup": True,
     "store.url": "sqlite:///presence.db",
+    "store.offline_retention": None,  # not from a seed: off unless an operator sets it
     "shutdown.reconnect_after": 5.0,
     "shutdown.notice_delay": 2.0,
     "shutdown.timeout": 10.0,
@@ -108,6 +109,7 @@ def test_conventional_variables(tmp_path):
     ({"nope": {"x": 1}}, {}, "nope"),
     ({"guests": {"purge_on_startup": "maybe"}}, {}, "guests.purge_on_startup"),
     ({"store": {"url": "mysql://x"}}, {}, "store.url"),
+    ({"store": {"offline_retention": "soon"}}, {}, "store.offline_retention"),
     ({"shutdown": {"notice_delay": "20s"}}, {}, "shutdown.notice_delay"),
     ({"socket": {"cors_allowed_origins": 5}}, {}, "socket.cors_allowed_origins"),
     ({}, {"PRESENCE__MONITORING__MAX_MISSED_HEARTBEATS": "0"}, "monitoring.max_missed_heartbeats"),
@@ -119,6 +121,14 @@ def test_bad_values_name_the_key_in_one_line(tmp_path, overlay, environ, key):
         load_config(write(tmp_path, overlay), environ=environ)
     message = str(raised.value)
     assert message.startswith(key) and "\n" not in message
+
+
+@pytest.mark.parametrize("value,seconds", [(None, None), ("off", None), (0, None),
+                                           ("720h", 720 * 3600.0), ("90s", 90.0)])
+def test_offline_retention_is_off_or_a_duration(tmp_path, value, seconds):
+    config = load_config(write(tmp_path, {"store": {"offline_retention": value}}), environ={})
+    assert config.get("store.offline_retention") == seconds
+    assert load_config(environ={}).get("store.offline_retention") is None  # off by default
 
 
 def test_unreadable_overlay(tmp_path):

@@ -14,6 +14,7 @@ from presence_server.actors.messages import (
     Heartbeat,
     Kick,
     NodeLost,
+    OfflineTimeout,
     ReconnectionSuccess,
     Restore,
     Shutdown,
@@ -247,10 +248,11 @@ class TestShutdownAndRestart:
         assert effects == [StatusChanged("online")]
 
     def test_back_after_restart_is_reconnected(self):
-        state, effects = run(online(), Shutdown(T0 + 1), Restore(T0 + 5),
-                             Connect("s2", None, T0 + 8))
+        stored, effects = run(online(), Shutdown(T0 + 1))
+        restarted = ClientState.from_record(stored.to_record(TIMING), "n1")  # the new process
+        state, more = run(restarted, Restore(T0 + 5), Connect("s2", None, T0 + 8))
         assert (state.status, state.reason) == ("online", "reconnected")
-        assert all(change.previous != "offline" for change in changes(effects))
+        assert all(change.previous != "offline" for change in changes([*effects, *more]))
 
     def test_node_lost(self):
         state, _ = run(online(), NodeLost(T0 + 3))
@@ -272,9 +274,147 @@ class TestKickAndReports:
         offline, _ = run(online(), Tick(T0 + 90))
         assert run(offline, Kick(T0 + 100)) == (offline, [])
 
-    def test_reconnection_success_is_reported_to_watchers(self):
-        state, effects = run(online(), ReconnectionSuccess("s1", T0 + 1))
-        assert effects == [Reconnected()] and state == online()
+    def test_a_return_the_server_did_not_see_is_announced_on_the_clients_report(self):
+        # the old socket was not noticed gone: the new one joins an online client
+        state, effects = run(online(), Connect("s2", None, T0 + 1),
+                             ReconnectionSuccess("s2", T0 + 1))
+        assert effects == [Touched(), Reconnected()]
+        assert state.status == "online" and state.version == 1 and state.announced == "s2"
+
+    def test_kick_of_a_stored_record_with_no_socket(self):
+        record = online().to_record(TIMING)  # stored online, no actor holds it
+        state, effects = run(ClientState.from_record(record), Kick(T0 + 5))
+        assert (state.status, state.reason, state.version) == ("offline", "kicked", 2)
+        assert effects == [StatusChanged("online")]  # no socket to close
+        assert state.to_record(TIMING).connections == 0
+        assert state.to_record(TIMING).grace_until is None
+
+    def test_kick_of_an_unknown_client_changes_nothing(self):
+        assert run(new(), Kick(T0)) == (new(), [])
+
+
+class TestReconnectedOncePerReturn:
+    """Bug 5: `client_reconnected` exactly once per return, whatever the client sends."""
+
+    def back(self, *after):
+        dropped, _ = run(online(), Disconnect("s1", T0 + 1))
+        return run(dropped, Connect("s2", None, T0 + 5), *after)
+
+    def test_the_return_is_announced_once_when_the_client_also_reports_it(self):
+        state, effects = self.back(ReconnectionSuccess("s2", T0 + 5))
+        assert effects.count(Reconnected()) == 1
+        assert (state.status, state.reason, state.announced) == ("online", "reconnected", "s2")
+
+    def test_heartbeat_return_then_report_is_announced_once(self):
+        dropped, _ = run(online(), Disconnect("s1", T0 + 1))
+        state, effects = run(dropped, Heartbeat("s2", None, T0 + 5),
+                             ReconnectionSuccess("s2", T0 + 5), Heartbeat("s2", None, T0 + 35))
+        assert effects.count(Reconnected()) == 1
+
+    def test_repeated_reports_are_announced_once(self):
+        _, effects = self.back(*[ReconnectionSuccess("s2", T0 + 6)] * 3)
+        assert effects.count(Reconnected()) == 1
+
+    def test_each_return_is_announced(self):
+        state, effects = self.back(ReconnectionSuccess("s2", T0 + 6), Disconnect("s2", T0 + 7),
+                                   Connect("s3", None, T0 + 8),
+                                   ReconnectionSuccess("s3", T0 + 8))
+        assert effects.count(Reconnected()) == 2
+
+    def test_reports_from_a_socket_the_client_does_not_hold_announce_nothing(self):
+        dropped, _ = run(online(), Disconnect("s1", T0 + 1))
+        for state in (dropped, online()):
+            after, effects = run(state, ReconnectionSuccess("elsewhere", T0 + 2))
+            assert effects == [] and after == state
+
+
+class TestOfflineBackstop:
+    """Stored online/reconnecting records no actor holds (`monitoring.offline_timeout`)."""
+
+    def stored(self, *messages) -> ClientState:
+        state, _ = run(online(), *messages)
+        return ClientState.from_record(state.to_record(TIMING))
+
+    def test_a_silent_stored_record_goes_offline(self):
+        state = self.stored(Heartbeat("s1", None, T0 + 10))
+        state, effects = run(state, OfflineTimeout(T0 + 10 + 299.9))
+        assert state.status == "online" and effects == []
+        state, effects = run(state, OfflineTimeout(T0 + 10 + 300))
+        assert (state.status, state.reason, state.since) == ("offline", "offline_timeout",
+                                                              T0 + 310)
+        assert state.version == 2 and effects == [StatusChanged("online")]
+        assert state.to_record(TIMING).grace_until is None
+
+    def test_a_stored_reconnecting_record_goes_offline_too(self):
+        state = self.stored(Disconnect("s1", T0 + 1))
+        state, effects = run(state, OfflineTimeout(T0 + 1000))
+        assert (state.reason, effects) == ("offline_timeout", [StatusChanged("reconnecting")])
+
+    def test_contact_counts_not_only_heartbeats(self):
+        state = self.stored(CheckAnswered("s1", T0 + 200))
+        assert run(state, OfflineTimeout(T0 + 300))[0].status == "online"
+
+    def test_offline_records_and_live_clients_are_left_alone(self):
+        offline = self.stored(Tick(T0 + 90))
+        assert run(offline, OfflineTimeout(T0 + 10_000)) == (offline, [])
+        live = online()  # an actor's state, with a socket: its own timer decides
+        assert run(live, OfflineTimeout(T0 + 10_000)) == (live, [])
+
+    def test_the_node_is_the_records_own_unless_given(self):
+        record = replace(online().to_record(TIMING), node="other")
+        assert ClientState.from_record(record).node == "other"
+        assert ClientState.from_record(record, "n1").node == "n1"
+
+
+class TestHandOff:
+    """After `Shutdown` the client is stored for the restart: what is in flight changes nothing."""
+
+    @pytest.mark.parametrize("late", [
+        Heartbeat("s1", None, T0 + 2), Connect("s9", None, T0 + 2), CheckAnswered("s1", T0 + 2),
+        Disconnect("s1", T0 + 2), Tick(T0 + 10_000), Kick(T0 + 2), NodeLost(T0 + 2),
+        ReconnectionSuccess("s1", T0 + 2), Restore(T0 + 2), Shutdown(T0 + 2),
+        OfflineTimeout(T0 + 10_000),
+    ])
+    def test_every_message_after_the_hand_off_is_ignored(self, late):
+        stored, _ = run(online(), Shutdown(T0 + 1))
+        assert stored.handed_off and (stored.status, stored.reason) == (
+            "reconnecting", "server_restart")
+        assert run(stored, late) == (stored, [])
+
+    def test_a_handed_off_client_needs_no_timer(self):
+        for before in (online(), run(online(), Disconnect("s1", T0))[0]):
+            stored, _ = run(before, Shutdown(T0 + 1))
+            assert deadline(stored, TIMING) is None
+
+    def test_the_record_stored_for_the_restart_has_its_grace(self):
+        stored, _ = run(online(), Shutdown(T0 + 1))
+        record = stored.to_record(TIMING)
+        assert (record.status, record.reason) == ("reconnecting", "server_restart")
+        assert not ClientState.from_record(record).handed_off
+
+
+class TestDeletionRules:
+    def record(self, **changes):
+        offline, _ = run(online(), Tick(T0 + 90))
+        return replace(offline.to_record(TIMING), **changes)
+
+    def test_only_offline_guests_expire(self):
+        assert machine.guest_expired(self.record(guest=True))
+        assert not machine.guest_expired(self.record(guest=False))
+        assert not machine.guest_expired(self.record(guest=True, status="reconnecting"))
+
+    def test_only_present_clients_are_restored_at_start_up(self):
+        assert machine.restorable(online().to_record(TIMING))
+        assert machine.restorable(run(online(), Disconnect("s1", T0))[0].to_record(TIMING))
+        assert not machine.restorable(self.record())
+
+    def test_retention_deletes_old_offline_registered_clients_only(self):
+        record = self.record()  # offline since T0 + 90
+        assert not machine.retention_expired(record, T0 + 10_000, None)  # off
+        assert not machine.retention_expired(record, T0 + 90 + 999, 1000)
+        assert machine.retention_expired(record, T0 + 90 + 1000, 1000)
+        assert not machine.retention_expired(self.record(guest=True), T0 + 10**6, 1000)
+        assert not machine.retention_expired(self.record(status="online"), T0 + 10**6, 1000)
 
 
 def test_versions_increase_by_one_on_every_status_change():
@@ -306,7 +446,8 @@ def test_record_round_trip_keeps_the_status_and_version():
 MESSAGES = [
     Connect("a", None, T0), Connect("b", None, T0), Heartbeat("a", None, T0),
     Disconnect("a", T0), Disconnect("b", T0), Tick(T0), CheckAnswered("a", T0), Kick(T0),
-    Shutdown(T0), Restore(T0), ReconnectionSuccess("a", T0),
+    Shutdown(T0), Restore(T0), ReconnectionSuccess("a", T0), ReconnectionSuccess("b", T0),
+    OfflineTimeout(T0), NodeLost(T0),
 ]
 
 
@@ -338,11 +479,17 @@ def test_invariants_hold_for_every_sequence(sequence):
         # shutdown or a restore
         if isinstance(message, (Shutdown, Restore)):
             assert state.status != "offline" or before.status in (None, "offline")
+        # one `client_reconnected` per return: each names a socket not announced before
+        if Reconnected() in effects:
+            assert effects.count(Reconnected()) == 1 and state.announced != before.announced
+        if before.handed_off:
+            assert (state, effects) == (before, ())
 
 
 def test_module_has_a_handler_for_every_client_message():
     assert set(machine.HANDLERS) == {Connect, Heartbeat, Disconnect, Tick, CheckAnswered,
-                                     ReconnectionSuccess, Kick, Shutdown, Restore, NodeLost}
+                                     ReconnectionSuccess, Kick, Shutdown, Restore, NodeLost,
+                                     OfflineTimeout}
 
 
 class TestStall:

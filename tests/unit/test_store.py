@@ -71,6 +71,17 @@ def test_delete_removes_records_and_history(tmp_path):
     store.close()
 
 
+def test_delete_drops_history_not_written_yet(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.save(record("a"), transition("a", "online", 1))  # buffered, not flushed
+    assert store.delete(["a"]) == 1
+    assert store.transitions("a") == []
+    store.close()
+    reopened = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    assert reopened.get("a") is None and reopened.transitions("a") == []
+    reopened.close()
+
+
 def test_history_is_capped_per_client(tmp_path):
     from presence_server.store.sqlite import HISTORY_PER_CLIENT, TRIM_SLACK
 
