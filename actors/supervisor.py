@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
-from presence_server.store.records import ONLINE, RECONNECTING, ClientRecord, iso
+from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, iso
 
 from . import state as machine
 from .client import ActorContext, ClientActor, ClientEntry, carry_out
@@ -51,7 +51,7 @@ from .messages import (
     ShutdownAll,
     Sweep,
 )
-from .stats import compute_stats
+from .stats import store_stats
 
 log = logging.getLogger("presence.supervisor")
 
@@ -310,7 +310,8 @@ class Supervisor(pykka.ThreadingActor):
 
     def _offline_backstop(self, now: float) -> None:
         store = self.context.feed.store
-        for record in store.all():  # the rule (which records, how old) is state.py's
+        # the rule (which records, how old) is state.py's; only live statuses can time out
+        for record in (*store.by_status(ONLINE), *store.by_status(RECONNECTING)):
             if record.name in self.directory:
                 continue  # an actor holds it: its own timer decides
             if store.shared and record.node != self.node:
@@ -328,7 +329,10 @@ class Supervisor(pykka.ThreadingActor):
         try:
             retention = self.intervals.offline_retention
             guests, retired = [], []
-            for record in self.context.feed.store.all():
+            store = self.context.feed.store
+            # which of them go is state.py's rule; these queries only narrow the scan
+            candidates = store.by_status(OFFLINE) if retention else store.guests()
+            for record in candidates:
                 if record.name in self.directory:
                     continue
                 if machine.guest_expired(record):
@@ -369,8 +373,8 @@ class Supervisor(pykka.ThreadingActor):
 
     def _log_stats(self, message: LogStats) -> None:
         try:
-            stats = compute_stats(self.context.feed.store.all(), message.now,
-                                  self.intervals.connection_check + CHECK_RESPONSE_WINDOW)
+            stats = store_stats(self.context.feed.store, message.now,
+                                self.intervals.connection_check + CHECK_RESPONSE_WINDOW)
             log.info(
                 "Connection Stats: total=%d online=%d reconnecting=%d offline=%d guests=%d "
                 "responsive=%d", stats["total"], stats["online"], stats["reconnecting"],
@@ -381,7 +385,7 @@ class Supervisor(pykka.ThreadingActor):
     # --- start-up and shutdown --------------------------------------------------------------------
     def _recover(self, message: Recover) -> dict[str, int]:
         store = self.context.feed.store
-        mine = [r for r in store.all() if not store.shared or r.node == self.node]
+        mine = store.of_node(self.node) if store.shared else store.all()
         purged = 0
         if self.intervals.purge_guests_on_startup:
             guests = [r.name for r in mine if r.guest]
@@ -443,7 +447,7 @@ class Supervisor(pykka.ThreadingActor):
             record = store.get(message.guest_id)
             guests = [record] if record is not None and record.guest else []
         else:
-            guests = [r for r in store.all() if r.guest]
+            guests = store.guests()
         if message.before is not None:  # old guests that are gone, never a connected one
             connected = set(self.sockets.live_sockets().values())
             guests = [r for r in guests
