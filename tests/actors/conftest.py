@@ -12,12 +12,14 @@ from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import ManualClock
 from presence_server.actors.feed import PresenceFeed
 from presence_server.actors.messages import Census, Connect, Disconnect, GetState, Heartbeat, Route
+from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
 from presence_server.actors.supervisor import Intervals, Supervisor
 from presence_server.store import open_store
 
 TIMING = Timing(heartbeat_interval=10, max_missed_heartbeats=3, heartbeat_grace_period=5,
                 reconnection_grace_period=20, guest_grace_period=15, offline_timeout=100)
+SETTLE_ROUNDS_MAX = 50
 INTERVALS = Intervals(connection_check=10, guest_cleanup=60, stats_log=60,
                       purge_guests_on_startup=True)
 
@@ -98,14 +100,24 @@ class World:
         self.settle()
 
     def settle(self) -> None:
-        """Wait until the supervisor and every client actor have handled what they were sent."""
-        for _ in range(3):
+        """Wait until the actors are quiet: rounds of asks (each queues behind the mail already
+        waiting) until a whole round changes nothing — no state moved, nothing emitted, no mail
+        waiting — so mail the actors sent each other meanwhile is handled too."""
+        previous = None
+        for _ in range(SETTLE_ROUNDS_MAX):
             self.supervisor.ask(Census(), timeout=10)
-            for entry in list(self.directory.values()):
+            states = {}
+            for name, entry in list(self.directory.items()):
                 try:
-                    entry.ref.ask(GetState(), timeout=10)
+                    states[name] = entry.ref.ask(GetState(), timeout=10)
                 except pykka.ActorDeadError:
-                    pass
+                    states[name] = None
+            seen = (states, len(self.sockets.emitted), len(self.sockets.disconnected))
+            if (seen == previous and Mailbox.waiting() == 0
+                    and self.supervisor.actor_inbox.qsize() == 0):
+                return
+            previous = seen
+        raise AssertionError(f"the actors were still busy after {SETTLE_ROUNDS_MAX} rounds")
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
