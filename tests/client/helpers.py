@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.server import REPO, free_port, wait_for
+
+__all__ = ["PYTHON", "REPO", "LineProcess", "Recorder", "free_port", "wait_until"]
+
 PYTHON = os.environ.get("PRESENCE_TEST_PYTHON", sys.executable)
 
 
@@ -43,23 +45,10 @@ class Recorder:
                 self._cond.wait(left)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, every: float = 0.05,
                what: str = "condition") -> Any:
     """Poll ``predicate`` (for state outside our process, e.g. HTTP) until truthy or timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+    return wait_for(predicate, timeout, every, what)
 
 
 class LineProcess:
