@@ -55,6 +55,21 @@ def wait_change(watcher: RecordingClient, name: str, status: str, reason: str | 
         timeout)
 
 
+def refusal(server: ServerProcess, transport: str, auth: Any) -> str:
+    """Connect with `auth`, expecting a refusal; answers the refusal's message."""
+    import pytest
+    import socketio
+
+    client = RecordingClient(server.url, transport, auth=auth)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+    try:
+        refused = client.wait_event("connect_error")
+    finally:
+        client.close()
+    return refused.get("message") if isinstance(refused, dict) else refused
+
+
 def barrier(client: RecordingClient) -> None:
     """One request/ack round trip: every event the server sent this socket before is recorded."""
     reply = client.call("client_status_request", {"clientName": "barrier"})

@@ -7,10 +7,8 @@ import signal
 import sqlite3
 
 import pytest
-import socketio
 from presence_server.web.identity import GUEST_KEY, Identities
 
-from tests.support.clients import RecordingClient
 from tests.support.server import wait_for
 
 from .helpers import (
@@ -19,6 +17,7 @@ from .helpers import (
     assert_versions_increase,
     changes,
     path_of,
+    refusal,
     seconds,
     wait_change,
     wait_record,
@@ -167,16 +166,8 @@ def test_another_guests_id_without_its_token_gets_a_new_id(server, connect, tran
 
 
 def test_a_malformed_resume_token_is_refused_with_a_message(server, transport):
-    client = RecordingClient(server.url, transport,
-                             auth={"guest": True, "name": "Visitor", "guestId": "guest-x",
-                                   "resumeToken": 5})
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect()
-    try:
-        refusal = client.wait_event("connect_error")
-    finally:
-        client.close()
-    message = refusal.get("message") if isinstance(refusal, dict) else refusal
+    message = refusal(server, transport, {"guest": True, "name": "Visitor",
+                                          "guestId": "guest-x", "resumeToken": 5})
     assert "auth.resumeToken" in message, message
 
 

@@ -10,12 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-import socketio
 from presence_server.web.identity import Identities
 
-from tests.support.clients import RecordingClient
-
-from .helpers import wait_record
+from .helpers import refusal, wait_record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,15 +36,7 @@ def server(module_server):
     return module_server({"security": {"secret": SECRET, "max_events_per_second": 1000}})
 
 
-def refusal_of(server, transport: str, auth: dict) -> str:
-    client = RecordingClient(server.url, transport, auth=auth)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect()
-    try:
-        refusal = client.wait_event("connect_error")
-    finally:
-        client.close()
-    return refusal.get("message") if isinstance(refusal, dict) else refusal
+
 
 
 def test_tokens_from_the_command_with_and_without_an_expiry_register(
@@ -64,7 +53,7 @@ def test_tokens_from_the_command_with_and_without_an_expiry_register(
 
 def test_an_expired_token_is_refused_at_connect(server, transport, unique):
     name = unique("late")
-    message = refusal_of(server, transport, {"clientName": name, "token": expired_token(name)})
+    message = refusal(server, transport, {"clientName": name, "token": expired_token(name)})
 
     assert "expired" in message and repr(name) in message, message
     assert server.client(name) is None
