@@ -1,6 +1,7 @@
-"""The runtime: builds the store, the feed, the supervisor and the web app from a `Config`,
-starts them, and runs the graceful shutdown (CONTRACT §5). Both entry points (`presence-server`
-and the Procfile's gunicorn worker) drive one `Runtime`.
+"""The runtime: builds the store, the presence core (`presence.Presence`: actors, supervisor,
+feed) and, last, the web app that talks to the core through its port; starts them, and runs the
+graceful shutdown (CONTRACT §5). Both entry points (`presence-server` and the Procfile's gunicorn
+worker) drive one `Runtime`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from typing import Any
 
 import pykka
 
-from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import Clock, RealScheduler, Scheduler, SystemClock
-from presence_server.actors.feed import PresenceFeed
 from presence_server.actors.messages import Recover, ShutdownAll
 from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
-from presence_server.actors.supervisor import Intervals, Supervisor
+from presence_server.actors.supervisor import Intervals
 from presence_server.store import open_store
 from presence_server.store.records import iso
 from presence_server.web import frames, hooks
@@ -26,6 +25,7 @@ from presence_server.web.identity import Identities
 
 from . import gctuning
 from .config import Config
+from .presence import Presence
 
 log = logging.getLogger("presence.runtime")
 
@@ -75,27 +75,28 @@ class Runtime:
         self.node = config.node_id
         self.clock = clock or SystemClock()
         self.scheduler = scheduler or RealScheduler()
-        self.started = time.monotonic()
-        self.shutting_down = False
         self.stopped = False
         self.store_lost_changes = False  # the final flush failed: exit non-zero (set by close)
         self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
         self.store = open_store(config.store["url"], runner=_store_runner())
-        self.identities = Identities.for_store(config.security["secret"], self.store)
-        self.directory: dict[str, ClientEntry] = {}
-        self.app, self.socketio, self.events = create_app(self)
+        self.presence = Presence(
+            node=self.node, store=self.store, clock=self.clock, scheduler=self.scheduler,
+            timing=timing_from(config), intervals=intervals_from(config),
+            identities=Identities.for_store(config.security["secret"], self.store),
+            internals=self.internals)
+        # The app last: it knows presence only through its port, and is attached to it.
+        self.app, self.socketio, self.events = create_app(self.presence, config)
         self.server = self.socketio.server
-        self.feed = PresenceFeed(self.store, emit=self.server.emit, disconnect=self._disconnect)
-        self.timing = timing_from(config)
-        self.supervisor = Supervisor.start(
-            self.directory, self._actor_context, intervals_from(config), self.events, self.node)
+        self.presence.attach(self.events, emit=self.server.emit, close=self._disconnect)
+        self.directory = self.presence.directory
+        self.supervisor = self.presence.supervisor
         self.gc = gctuning.GcMonitor()
         self.gc_pacer = gctuning.GcPacer(self.scheduler,
                                          thaw_every=config.server["gc_thaw_interval"])
 
-    def _actor_context(self, supervisor_ref: Any) -> ActorContext:
-        return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
-                            scheduler=self.scheduler, supervisor=supervisor_ref)
+    @property
+    def shutting_down(self) -> bool:
+        return self.presence.shutting_down
 
     def _disconnect(self, sid: str) -> None:
         """Close one socket's transport, so that its client reconnects by itself.
@@ -115,9 +116,6 @@ class Runtime:
         if socket is None:
             return  # already gone
         socket.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
-
-    def uptime(self) -> float:
-        return time.monotonic() - self.started
 
     def start(self) -> None:
         """Start flushing the store and run start-up recovery."""
@@ -142,7 +140,7 @@ class Runtime:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""
         if self.shutting_down:
             return
-        self.shutting_down = True
+        self.presence.shutting_down = True
         shutdown = self.config.shutdown
         log.info("graceful shutdown: telling %d sockets to reconnect in %gs",
                  len(self.events.sessions), shutdown["reconnect_after"])

@@ -1,5 +1,2 @@
-"""The web layer: app factory, Socket.IO event handlers, HTTP API and status page."""
-
-from .app import create_app
-
-__all__ = ["create_app"]
+"""The web layer: app factory (`app.create_app`), Socket.IO event handlers, HTTP API and status
+page. It talks to presence only through the port described in `port.py`."""

@@ -8,18 +8,20 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient
-from presence_server.actors.stats import store_stats
 from presence_server.store.records import STATUSES
 from werkzeug.exceptions import HTTPException
 
+from .port import PresencePort
+
 api = Blueprint("api", __name__)
 
-ADMIN_TIMEOUT = 10.0
 
-
-def runtime():
+def presence() -> PresencePort:
     return current_app.extensions["presence"]
+
+
+def admin_token() -> str | None:
+    return current_app.config["PRESENCE_ADMIN_TOKEN"]
 
 
 def error(status: int, code: str, message: str):
@@ -34,22 +36,9 @@ def http_error(exception: HTTPException):
     return error(exception.code or 500, code, exception.description or exception.name)
 
 
-def stats_window() -> float:
-    from presence_server.actors.supervisor import CHECK_RESPONSE_WINDOW
-
-    return runtime().config.monitoring["connection_check_interval"] + CHECK_RESPONSE_WINDOW
-
-
 @api.get("/health")
 def health():
-    node = runtime()
-    store = node.store.health()
-    return jsonify({
-        "status": "ok" if store["ok"] and not node.shutting_down else "degraded",
-        "uptime": round(node.uptime(), 3),
-        "node": node.node,
-        "store": store,
-    })
+    return jsonify(presence().health())
 
 
 def _parse_bool(name: str, value: str) -> bool:
@@ -73,48 +62,36 @@ def list_clients():
     except ValueError as problem:
         return error(400, "invalid_query", str(problem))
     text = (request.args.get("q") or "").lower()
-    store = runtime().store
-    if status is not None:  # the narrowest query first; the other filters on what it answers
-        candidates = store.by_status(status)
-    elif guest_filter:
-        candidates = store.guests()
-    else:
-        candidates = store.all()
-    records = sorted(candidates, key=lambda record: record.name)
+    records = sorted(presence().clients(status, guest_filter), key=lambda record: record.name)
     clients = [
         record.public() for record in records
-        if (guest_filter is None or record.guest == guest_filter)
-        and (not text or text in record.name.lower()
-             or text in (record.display_name or "").lower())
+        if not text or text in record.name.lower()
+        or text in (record.display_name or "").lower()
     ]
     return jsonify({"clients": clients, "total": len(clients)})
 
 
 @api.get("/api/clients/<path:name>")
 def show_client(name: str):
-    node = runtime()
-    record = node.store.get(name)
+    node = presence()
+    record = node.record(name)
     if record is None:
         return error(404, "not_found", f"no client named {name!r}")
     body: dict[str, Any] = record.public()
-    body["transitions"] = [t.public() for t in node.store.transitions(name)]
+    body["transitions"] = [t.public() for t in node.transitions(name)]
     return jsonify(body)
 
 
 @api.get("/api/stats")
 def stats():
-    node = runtime()
-    body = store_stats(node.store, node.clock.now(), stats_window())
-    body["uptime"] = round(node.uptime(), 3)
-    body.update(node.internals())
-    return jsonify(body)
+    return jsonify(presence().stats())
 
 
 def admin(view):
     """Bearer-token guard: 403 while no admin token is configured, 401 without the right one."""
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any):
-        expected = runtime().config.security["admin_token"]
+        expected = admin_token()
         if not expected:
             return error(403, "admin_disabled",
                          "admin routes are disabled: set PRESENCE_ADMIN_TOKEN")
@@ -145,26 +122,19 @@ def cleanup_guests_before():
         cutoff = _parse_iso(before)
     except ValueError:
         return error(400, "invalid_query", f"before must be an ISO-8601 date, got {before!r}")
-    node = runtime()
-    deleted = node.supervisor.ask(DeleteGuests(node.clock.now(), before=cutoff),
-                                  timeout=ADMIN_TIMEOUT)
-    return jsonify({"deleted": deleted})
+    return jsonify({"deleted": presence().delete_guests(before=cutoff)})
 
 
 @api.delete("/api/guests/cleanup-all")
 @admin
 def cleanup_all_guests():
-    node = runtime()
-    deleted = node.supervisor.ask(DeleteGuests(node.clock.now()), timeout=ADMIN_TIMEOUT)
-    return jsonify({"deleted": deleted})
+    return jsonify({"deleted": presence().delete_guests()})
 
 
 @api.delete("/api/guests/<path:guest_id>")
 @admin
 def delete_guest(guest_id: str):
-    node = runtime()
-    deleted = node.supervisor.ask(DeleteGuests(node.clock.now(), guest_id=guest_id),
-                                  timeout=ADMIN_TIMEOUT)
+    deleted = presence().delete_guests(guest_id=guest_id)
     if not deleted:
         return error(404, "not_found", f"no guest {guest_id!r}")
     return jsonify({"deleted": deleted})
@@ -173,20 +143,16 @@ def delete_guest(guest_id: str):
 @api.post("/api/clients/<path:name>/kick")
 @admin
 def kick(name: str):
-    node = runtime()
-    found = node.supervisor.ask(KickClient(name, node.clock.now()), timeout=ADMIN_TIMEOUT)
-    if not found:
+    record = presence().kick(name)
+    if record is None:
         return error(404, "not_found", f"no client named {name!r}")
-    record = node.store.get(name)
-    return jsonify(record.public() if record else {"name": name})
+    return jsonify(record.public())
 
 
 @api.delete("/api/clients/<path:name>")
 @admin
 def delete_client(name: str):
     """Close the client's sockets, delete its record and history (`client_removed`)."""
-    node = runtime()
-    found = node.supervisor.ask(DeleteClient(name, node.clock.now()), timeout=ADMIN_TIMEOUT)
-    if not found:
+    if not presence().delete_client(name):
         return error(404, "not_found", f"no client named {name!r}")
     return jsonify({"deleted": 1})

@@ -14,7 +14,9 @@ from .rooms import IndexedManager
 from .sockets import ReplyServer, SocketEvents
 
 if TYPE_CHECKING:
-    from presence_server.runtime import Runtime
+    from presence_server.config import Config
+
+    from .port import PresencePort
 
 
 def _async_mode() -> str:
@@ -23,8 +25,8 @@ def _async_mode() -> str:
     return "gevent" if monkey.is_module_patched("socket") else "threading"
 
 
-def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
-    """Build the Flask app for `runtime`; the Socket.IO handlers talk to its actors."""
+def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO, SocketEvents]:
+    """Build the Flask app; its handlers and routes talk to presence through its port only."""
     pings.install()  # Engine.IO pings on hub timers: no sleeping greenlet per socket
     frames.install()  # WebSocket frames unmasked in C, not byte by byte in Python
     writer.install()  # websocket writers wait for packets without a timer per wait
@@ -34,8 +36,9 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
     # cyclic garbage each, which only a collection can free).
     app.current_app = _WebSocketCloseHook()  # type: ignore[attr-defined]
     app.json.sort_keys = False
-    app.extensions["presence"] = runtime
-    sockets = runtime.config.socket
+    app.extensions["presence"] = presence
+    app.config["PRESENCE_ADMIN_TOKEN"] = config.security["admin_token"]
+    sockets = config.socket
     socketio = SocketIO(
         app,
         async_mode=_async_mode(),
@@ -53,7 +56,7 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
     )
     # Replies go out as the ack when the client asked for one, else as the named event.
     socketio.server.__class__ = ReplyServer
-    events = SocketEvents(runtime, socketio.server)
+    events = SocketEvents(presence, config, socketio.server)
     events.register()
     app.register_blueprint(api)
     app.register_blueprint(page)

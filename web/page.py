@@ -13,8 +13,9 @@ import heapq
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
-from presence_server.actors.stats import store_stats
 from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING
+
+from .port import PresencePort
 
 page = Blueprint("page", __name__, template_folder="templates")
 
@@ -34,17 +35,14 @@ def _displayable(value: Any) -> Any:
 
 @page.get("/")
 def status_page():
-    node = current_app.extensions["presence"]
-    from .api import stats_window
-
-    store = node.store
-    stats = store_stats(store, node.clock.now(), stats_window())
+    node: PresencePort = current_app.extensions["presence"]
+    stats = node.stats()
     shown = []
     for status in (ONLINE, RECONNECTING, OFFLINE):
         room = MAX_ROWS - len(shown)
         if room <= 0:
             break
-        shown += heapq.nsmallest(room, store.by_status(status), key=lambda r: r.name)
+        shown += heapq.nsmallest(room, node.clients(status), key=lambda r: r.name)
     clients = [{key: _displayable(value) for key, value in r.public().items()} for r in shown]
     return render_template("status.html", clients=clients, stats=stats,
                            hidden=stats["total"] - len(shown), node=node.node,

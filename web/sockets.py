@@ -22,16 +22,16 @@ from presence_server.actors.messages import (
     Disconnect,
     Heartbeat,
     ReconnectionSuccess,
-    Route,
 )
-from presence_server.actors.supervisor import settled_status
 from presence_server.store.records import iso
 
 from . import hooks, validation
 from .validation import Invalid
 
 if TYPE_CHECKING:
-    from presence_server.runtime import Runtime
+    from presence_server.config import Config
+
+    from .port import PresencePort
 
 log = logging.getLogger("presence.sockets")
 
@@ -87,14 +87,14 @@ class RateLimited(Exception):
 
 
 class SocketEvents:
-    """The handlers for every event of CONTRACT §4, bound to one runtime."""
+    """The handlers for every event of CONTRACT §4, talking to presence through its port."""
 
-    def __init__(self, runtime: Runtime, server: socketio.Server) -> None:
-        self.runtime = runtime
+    def __init__(self, presence: PresencePort, config: Config, server: socketio.Server) -> None:
+        self.presence = presence
         self.server = server
         self.sessions: dict[str, SocketSession] = {}
-        self.rate = float(runtime.config.security["max_events_per_second"])
-        monitoring = runtime.config.monitoring
+        self.rate = float(config.security["max_events_per_second"])
+        monitoring = config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
 
     # --- wiring -----------------------------------------------------------------------------------
@@ -133,20 +133,16 @@ class SocketEvents:
 
     # --- helpers ----------------------------------------------------------------------------------
     def _now(self) -> float:
-        return self.runtime.clock.now()
+        return self.presence.now()
 
     def _noticed(self) -> float:
         """When this socket event reached the process (deadlines count from it; see clock.py)."""
-        return self.runtime.clock.noticed()
+        return self.presence.noticed()
 
     def _deliver(self, name: str, message: Any, guest: bool = False,
                  display_name: str | None = None) -> None:
-        """Tell the client's actor directly when it runs, else through the supervisor."""
-        entry = self.runtime.directory.get(name)
-        if entry is not None and entry.ref.is_alive():
-            entry.ref.tell(message)
-        else:
-            self.runtime.supervisor.tell(Route(name, message, guest, display_name))
+        """Hand `message` to the client's actor (told, never waited for)."""
+        self.presence.deliver(name, message, guest, display_name)
 
     def _error(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
         payload = {"code": code, "message": message, "event": event}
@@ -211,7 +207,7 @@ class SocketEvents:
                 raise Invalid("identity_mismatch",
                               f"this socket acts for {session.name!r}, not {name!r}")
             return
-        self.runtime.identities.verify(name, token)
+        self.presence.identities.verify(name, token)
         session.name = name
         log.info("socket %s registered as %s (%s)", sid, name, event)
         self._deliver(name, Connect(sid, session.ip, self._noticed()))
@@ -233,7 +229,7 @@ class SocketEvents:
 
     # --- connect / disconnect ---------------------------------------------------------------------
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        if self.runtime.shutting_down:
+        if self.presence.shutting_down:
             raise socketio.exceptions.ConnectionRefusedError(
                 "the server is shutting down; reconnect in a few seconds")
         try:
@@ -250,7 +246,7 @@ class SocketEvents:
             self._deliver(guest_id, Connect(sid, session.ip, self._noticed()), True,
                           credentials.display_name)
             registered = {"guestId": guest_id, "name": credentials.display_name,
-                          "resumeToken": self.runtime.identities.guest_token(guest_id)}
+                          "resumeToken": self.presence.identities.guest_token(guest_id)}
             self.server.start_background_task(self._welcome_guest, sid, registered, refused)
             if refused is None:
                 log.info("socket %s registered as guest %s (%s)", sid, guest_id,
@@ -262,7 +258,7 @@ class SocketEvents:
             return True
         if credentials.name is not None:
             try:
-                self.runtime.identities.verify(credentials.name, credentials.token)
+                self.presence.identities.verify(credentials.name, credentials.token)
             except Invalid as problem:
                 raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
             session.name = credentials.name
@@ -284,11 +280,10 @@ class SocketEvents:
         if requested is None:
             return f"guest-{uuid.uuid4().hex[:16]}", None
         try:
-            self.runtime.identities.verify_guest(requested, resume_token)
+            self.presence.identities.verify_guest(requested, resume_token)
         except Invalid as problem:
             return f"guest-{uuid.uuid4().hex[:16]}", problem
-        entry = self.runtime.directory.get(requested)
-        record = entry.state if entry is not None else self.runtime.store.get(requested)
+        record = self.presence.current(requested)
         if record is not None and not record.guest:
             return f"guest-{uuid.uuid4().hex[:16]}", Invalid(
                 "guest_id_taken", f"{requested!r} is a registered client, not a guest")
@@ -304,7 +299,7 @@ class SocketEvents:
 
     def on_disconnect(self, sid: str, *_: Any) -> None:
         session = self.sessions.pop(sid, None)
-        if session is None or session.name is None or self.runtime.shutting_down:
+        if session is None or session.name is None or self.presence.shutting_down:
             return
         self._deliver(session.name, Disconnect(sid, self._noticed()))
 
@@ -333,13 +328,12 @@ class SocketEvents:
         payload = validation.mapping(data, "client_status_request")
         name = validation.name(payload.get("clientName"), "clientName")
         # read your own writes: answered after what this socket sent before has been handled
-        status = settled_status(self.runtime.directory, self.runtime.supervisor,
-                                self.runtime.store, name)
+        status = self.presence.status_of(name)
         return Reply("server_status_response", {
             "serverStatus": "online",
             "clientStatus": status,
             "timestamp": iso(self._now()),
-            "serverUptime": round(self.runtime.uptime(), 3),
+            "serverUptime": round(self.presence.uptime(), 3),
             "message": "the server is running" if status else f"no client named {name!r}",
         })
 
@@ -357,7 +351,7 @@ class SocketEvents:
     def on_watch(self, sid: str, data: Any) -> Reply:
         validation.optional_mapping(data, "watch")
         self.server.enter_room(sid, WATCHERS_ROOM)
-        clients = [record.public() for record in self.runtime.store.all()]
+        clients = [record.public() for record in self.presence.clients()]
         return Reply("watch_snapshot", {"clients": clients})
 
     def on_unwatch(self, sid: str, data: Any) -> Reply:

@@ -1,0 +1,57 @@
+"""What the web layer needs of presence: the narrow port its handlers and routes talk to.
+
+`presence_server.presence.Presence` is the implementation; tests or another core may provide
+their own. Nothing in web/ reaches past it to actors, the supervisor or the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from presence_server.store.records import ClientRecord, Transition
+
+from .identity import Identities
+
+
+class PresencePort(Protocol):
+    node: str
+    identities: Identities
+    shutting_down: bool
+
+    def now(self) -> float:
+        """Wall-clock time (epoch seconds) from the injected clock."""
+
+    def noticed(self) -> float:
+        """When the socket event being handled reached the process."""
+
+    def uptime(self) -> float: ...
+
+    def deliver(self, name: str, message: Any, guest: bool = False,
+                display_name: str | None = None) -> None:
+        """Hand a message to the client's actor; never waits (the heartbeat path)."""
+
+    def status_of(self, name: str) -> str | None:
+        """The client's status after every message sent for it before was handled."""
+
+    def current(self, name: str) -> ClientRecord | None:
+        """The client as its actor holds it now, else as stored; None when unknown."""
+
+    def record(self, name: str) -> ClientRecord | None: ...
+
+    def transitions(self, name: str) -> list[Transition]: ...
+
+    def clients(self, status: str | None = None, guest: bool | None = None
+                ) -> Iterable[ClientRecord]: ...
+
+    def named(self, names: Iterable[str]) -> list[ClientRecord]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def kick(self, name: str) -> ClientRecord | None: ...
+
+    def delete_client(self, name: str) -> bool: ...
+
+    def delete_guests(self, guest_id: str | None = None, before: float | None = None) -> int: ...
