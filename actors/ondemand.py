@@ -1,12 +1,13 @@
 """A Pykka actor runtime whose actors run only while they have mail.
 
 `pykka.ThreadingActor` gives every actor a thread (under gevent, a greenlet) parked in
-`inbox.get()` for its whole life; each parked greenlet keeps a copy of its stack slice, ~14 KiB
-per actor. A client actor is idle almost all the time (one heartbeat per 30 s), so this runtime,
-built on Pykka's documented extension point (subclass `pykka.Actor`, provide an inbox, a future
-and a loop starter), starts a worker only when mail arrives to an idle actor and lets it end
-when the mailbox is empty. Messages are still handled one at a time, in order, by `on_receive`;
-`tell`, `ask`, `stop`, `on_start`, `on_stop` and `on_failure` behave as in Pykka.
+`inbox.get()` for its whole life; each parked greenlet keeps a copy of its stack slice
+(bench/results/design-figures.md has the measured cost). A client actor is idle almost all the time
+(one heartbeat per 30 s), so this runtime, built on Pykka's documented extension point (subclass
+`pykka.Actor`, provide an inbox, a future and a loop starter), starts a worker only when mail
+arrives to an idle actor and lets it end when the mailbox is empty. Messages are still handled one
+at a time, in order, by `on_receive`; `tell`, `ask`, `stop`, `on_start`, `on_stop` and `on_failure`
+behave as in Pykka.
 
 Workers are greenlets when gevent has patched `threading` (the server), else daemon threads.
 """

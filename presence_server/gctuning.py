@@ -9,9 +9,9 @@ collector's reach and makes collections rarer; `GcPacer` runs the young collecti
 Why a clock: CPython starts a young collection when allocations minus deallocations of tracked
 objects pass a threshold. A presence server at steady state mostly *replaces* long-lived objects
 (each heartbeat retires the previous record, waiter, packet, timer of that client), so that
-difference stays near zero while the young generation keeps growing: measured at 19,500 clients,
-the first allocation-triggered young collection after the ramp found ~490,000 young objects and
-paused the process ~500 ms (p99 of every ack in that minute). Collecting generation 0 every
+difference stays near zero while the young generation keeps growing, and the first
+allocation-triggered young collection after a ramp of thousands of clients is one long pause
+(bench/results/design-figures.md has the measured figures). Collecting generation 0 every
 `YOUNG_EVERY` seconds keeps each young pause to what was made in that time.
 """
 
@@ -63,8 +63,8 @@ class GcPacer:
     time). Every `freeze_every`-th time: `gc.freeze()` the survivors (no scan at all). What lives
     past a few seconds here is per-client state that lives ~a heartbeat period or a connection's
     life, and is freed by reference counting when it goes: collecting it as a middle or old
-    generation only re-scans it (measured at 19,500 clients: 300-430 ms every 10 s for middle
-    collections that freed nothing). Only cyclic garbage made of frozen objects escapes — a
+    generation only re-scans it (long middle collections that freed nothing; measured in
+    bench/results/design-figures.md). Only cyclic garbage made of frozen objects escapes — a
     connect/heartbeat/disconnect cycle makes none (web/app.py fixes the one library that did) —
     and every `thaw_every` seconds everything is unfrozen, fully collected and frozen again, so
     such garbage lives an hour at most. CPython's allocation-count trigger stays on as a backstop.
@@ -166,8 +166,8 @@ class GcMonitor:
             "collections": list(self.collections),
             "pause_total_ms": round(self.pause_total * 1000, 2),
             "pause_max_ms": round(self.pause_max * 1000, 2),
-            # gc.get_freeze_count() walks every frozen object (~200 ms at 20,000 clients), so
-            # only the start-up figure is shown
+            # gc.get_freeze_count() walks every frozen object (O(frozen objects)), so only the
+            # start-up figure is shown
             "frozen_at_start": self.frozen_at_start,
             "thresholds": list(gc.get_threshold()),
             "recent_long": list(self.recent),

@@ -2,10 +2,11 @@
 
 python-socketio's manager keeps `rooms[namespace][room][sid]` only. To disconnect one socket it
 copies and scans every room of the namespace — and every socket has a room of its own — so one
-disconnect costs O(connected sockets) and N disconnects O(N²): 5,000 sockets closing at shutdown
-took ~7 s of CPU, 10,000 took over 30 s (Heroku's whole SIGTERM budget), and a mass drop stalled
-every heartbeat for as long. `RoomIndex` adds the reverse index (namespace, sid) → rooms, kept in
-step by `basic_enter_room`/`basic_leave_room`, so a disconnect touches that socket's rooms only.
+disconnect costs O(connected sockets) and N disconnects O(N²): a shutdown of thousands of sockets
+ran past Heroku's whole SIGTERM budget, and a mass drop stalled every heartbeat for as long
+(bench/results/design-figures.md). `RoomIndex` adds the reverse index (namespace, sid) → rooms,
+kept in step by `basic_enter_room`/`basic_leave_room`, so a disconnect touches that socket's rooms
+only.
 
 `RoomIndex` is a mixin so the same index fits a message-queue manager later
 (`class M(RoomIndex, socketio.RedisManager)`); `IndexedManager` is the in-process one.
