@@ -19,7 +19,9 @@ calls from its monitor task and before every packet it sends, in two ways:
   client: a pong sent meanwhile waits unread on its socket, and the check that finds the ping
   "overdue" right after the pause would otherwise close a live socket. `LoopLag` measures how
   late a hub timer of 0.1 s fires; the lateness between a ping and the check is deducted from
-  the ping's age (O(1): each ping keeps the total lateness at the time it was sent).
+  the ping's age (O(1): each ping keeps the total lateness at the time it was sent). The next
+  ping after a pong read late comes that much sooner (`schedule_ping`): the client counts its
+  own patience, `ping_interval + ping_timeout`, from the ping it got before the pause.
 
 Only the sync server under gevent is changed; anywhere else `install()` does nothing. The changes
 are the `pings` and `ping_timeout` hooks of web/hooks.py: outside the engineio versions they were
@@ -66,18 +68,18 @@ class LoopLag:
             self._timer = gevent.get_hub().loop.timer(self.period, self.period, ref=False)
             self._timer.start(self._tick)
 
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-
     def _late(self, now: float) -> float:
         late = now - self.last_run - self.period
         return late if late > self.slack else 0.0
 
     def _tick(self) -> None:
         now = time.monotonic()
-        self.total += self._late(now)
+        late = self._late(now)
+        if late:
+            self.total += late
+            if late >= 1.0:
+                log.warning("the event loop did not run for %.1fs (process stopped or blocked); "
+                            "Engine.IO ping timeouts do not count it", late)
         self.last_run = now
 
     def stalled(self) -> float:
