@@ -22,6 +22,7 @@ from presence_server.store import open_store
 from presence_server.store.records import iso
 from presence_server.web import frames, hooks
 from presence_server.web.identity import Identities
+from presence_server.web.transport import close_transport
 
 from . import gctuning
 from .config import Config
@@ -99,23 +100,14 @@ class Runtime:
         return self.presence.shutting_down
 
     def _disconnect(self, sid: str) -> None:
-        """Close one socket's transport, so that its client reconnects by itself.
-
-        Neither a Socket.IO DISCONNECT packet (`server.disconnect`) nor Engine.IO's CLOSE packet
-        (`eio.disconnect`) will do: socket.io-client and python-socketio take the first as
-        `io server disconnect` and never reconnect; python-engineio's client marks itself
-        disconnecting on the second before python-socketio hears of it, which then does not
-        reconnect either. A transport closed with no goodbye is `transport close` (or `transport
-        error`) to every client, which reconnects with its default settings. The websocket (or
-        the pending long-poll) really ends, and python-socketio's disconnect handling (rooms, our
-        `on_disconnect`) runs once, from Engine.IO's disconnect event.
-        """
+        """Close one socket's transport, so that its client reconnects by itself (no goodbye
+        packet: see web/transport.py)."""
         server = self.server
         eio_sid = server.manager.eio_sid_from_sid(sid, "/")
-        socket = server.eio.sockets.pop(eio_sid, None) if eio_sid is not None else None
+        socket = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
         if socket is None:
             return  # already gone
-        socket.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
+        close_transport(socket, server.eio.reason.SERVER_DISCONNECT)
 
     def start(self) -> None:
         """Start flushing the store and run start-up recovery."""

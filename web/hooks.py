@@ -1,11 +1,15 @@
 """Every change this process makes to third-party code, each behind a version guard.
 
-Five hooks make the server lighter than its libraries allow by themselves:
+Six hooks make the server lighter (or, `ping_timeout`, kinder to clients) than its libraries
+allow by themselves:
 
 - `writer` (web/writer.py): engineio's `Socket.poll`, so a websocket writer waits without a timer
   per packet; python-engineio 4.9 to 4.15.
 - `pings` (web/pings.py): engineio's `Socket.schedule_ping`, on hub timers instead of a sleeping
   greenlet per socket; python-engineio 4.14 to 4.15.
+- `ping_timeout` (web/pings.py): engineio's `Socket.check_ping_timeout`, closing a timed-out
+  socket's transport with no goodbye (so its client reconnects), and not for a stall of this
+  process (pongs queued unread while it did not run); python-engineio 4.14 to 4.15.
 - `frames` (web/frames.py): gevent-websocket's `Header.mask_payload`, in C with wsaccel;
   gevent-websocket 0.10, wsaccel 0.6.
 - `replies` (web/sockets.py `ReplyServer`): socketio's `Server._handle_event_internal`, sending
@@ -162,13 +166,16 @@ SOCKETIO = Requirement("python-socketio", "5.10", "5.19")
 
 WRITER = Hook("writer", "websocket writer waits without a timer per packet", (ENGINEIO_POLL,))
 PINGS = Hook("pings", "Engine.IO pings on hub timers", (ENGINEIO_PINGS,))
+PING_TIMEOUT = Hook("ping_timeout", "a ping timeout closes the transport, never for a stall",
+                    (ENGINEIO_PINGS,))
 FRAMES = Hook("frames", "WebSocket frames unmasked in C",
               (Requirement("gevent-websocket", "0.10", "0.11"),
                Requirement("wsaccel", "0.6", "0.7")))
 REPLIES = Hook("replies", "a Reply sent as the ack or as its event", (SOCKETIO,))
 ROOMS = Hook("rooms", "disconnect in O(the socket's rooms)", (SOCKETIO,))
 
-HOOKS: dict[str, Hook] = {hook.name: hook for hook in (WRITER, PINGS, FRAMES, REPLIES, ROOMS)}
+HOOKS: dict[str, Hook] = {hook.name: hook for hook in (WRITER, PINGS, PING_TIMEOUT, FRAMES,
+                                                      REPLIES, ROOMS)}
 
 
 class _RepliesUnwrapped:

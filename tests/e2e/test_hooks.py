@@ -6,7 +6,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-HOOK_NAMES = {"writer", "pings", "frames", "replies", "rooms"}
+HOOK_NAMES = {"writer", "pings", "ping_timeout", "frames", "replies", "rooms"}
 
 
 @pytest.mark.parametrize("procfile", [False, True], ids=["presence-server", "procfile"])

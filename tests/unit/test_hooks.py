@@ -2,7 +2,8 @@
 
 Differential tests, one per hook, against the stock code of the *installed* library (kept by
 `Hook.patch`, or still in place when the hook is not installed in this process): the engineio
-websocket writer (`writer`), engineio's ping scheduling (`pings`), gevent-websocket's unmasking
+websocket writer (`writer`), engineio's ping scheduling (`pings`) and ping timeout
+(`ping_timeout`), gevent-websocket's unmasking
 (`frames`), python-socketio's event dispatch (`replies`); `rooms` is in test_rooms.py. Then the
 version guard itself: in range it allows, outside it keeps the stock behaviour with one warning.
 """
@@ -76,7 +77,7 @@ def test_setup_py_pins_no_wider_than_the_tested_ranges():
 
 def test_status_reports_each_hook_with_the_versions_it_met():
     status = hooks.status()
-    assert set(status) == {"writer", "pings", "frames", "replies", "rooms"}
+    assert set(status) == {"writer", "pings", "ping_timeout", "frames", "replies", "rooms"}
     for body in status.values():
         assert body["status"] in (hooks.ACTIVE, hooks.STOCK)
         assert all(version for version in body["versions"].values())
@@ -198,6 +199,106 @@ def test_pings_schedule_like_engineio(engine, case):
     assert ours["not_early"]
 
 
+def test_a_pong_read_late_because_the_process_stalled_brings_the_next_ping_forward():
+    engine = engineio.Server(async_mode="gevent", ping_interval=0.6, ping_timeout=0.5)
+    pings.LAG.start()
+    gevent.sleep(0.15)  # the lag monitor has ticked
+    sock = new_socket(engine, "s")
+    sent: list[float] = []
+    sock.send = lambda pkt: sent.append(time.monotonic())
+    pings.send_ping(sock)
+    stall(0.4)  # the pong waits unread meanwhile
+    pong_read = time.monotonic()
+    pings.schedule_ping(sock)
+    gevent.sleep(1.0)
+    assert len(sent) == 2
+    assert 0.1 <= sent[1] - pong_read <= 0.45  # 0.6 s less the stall, not 0.6 s after the pong
+
+
+# --- ping_timeout: engineio's Socket.check_ping_timeout ---
+def stall(seconds: float) -> None:
+    """Keep the hub from running for `seconds`, as a stopped or blocked process does."""
+    from gevent import monkey
+
+    monkey.get_original("time", "sleep")(seconds)
+
+
+def timeout_run(engine, check, *, ping_age: float | None, closed: bool = False,
+                stalled: float = 0.0) -> dict:
+    """One `check_ping_timeout` on a socket whose last ping is `ping_age` old (None: none
+    outstanding), after the process did not run for `stalled` of that time."""
+    sock = new_socket(engine, "s")
+    engine.sockets["s"] = sock
+    events: list[tuple] = []
+    engine.on("disconnect", lambda sid, reason: events.append((sid, reason)))
+    sock.send = lambda pkt, send=sock.send: send(pkt)  # stock send: checks, then queues
+    pings.LAG.start()
+    gevent.sleep(0.15)  # the lag monitor has ticked
+    if ping_age is not None:
+        pings.send_ping(sock)  # what ours does when the ping timer fires
+        drain(sock)
+        sock.last_ping -= ping_age - stalled
+        sock.stalled_at_ping = (sock.last_ping, sock.stalled_at_ping[1])
+        stall(stalled)
+    else:
+        sock.last_ping = None
+    sock.closed = closed
+    try:
+        result: object = check(sock)
+    except engineio.exceptions.SocketIsClosedError:
+        result = "SocketIsClosedError"
+    queued = [None if p is None else eio_packet.packet_names[p.packet_type] for p in drain(sock)]
+    return {"result": result, "queued": queued, "events": events, "closed": sock.closed,
+            "session": "s" in engine.sockets}
+
+
+@pytest.fixture
+def slow_engine():
+    # a timeout well above the lag monitor's 0.1 s tick (its measuring error)
+    return engineio.Server(async_mode="gevent", ping_interval=0.5, ping_timeout=0.5)
+
+
+@pytest.mark.parametrize("case", [
+    {"ping_age": None}, {"ping_age": 0.1}, {"ping_age": 0.8}, {"ping_age": 0.8, "closed": True},
+], ids=["no-ping-outstanding", "answered-in-time", "timed-out", "closed"])
+def test_ping_timeout_decides_like_engineio_and_sends_no_goodbye(slow_engine, case):
+    original = stock(hooks.PING_TIMEOUT, engine_socket.Socket, "check_ping_timeout")
+    theirs = timeout_run(slow_engine, original, **case)
+    ours = timeout_run(slow_engine, pings.check_ping_timeout, **case)
+    assert ours["result"] == theirs["result"]
+    assert ours["events"] == theirs["events"]
+    assert ours["closed"] == theirs["closed"]
+    # no CLOSE packet from either (stock asks for one; in 4.14-4.15 its own nested check drops
+    # it), only the end-of-queue marker that ends the websocket or the pending long-poll
+    assert ours["queued"] == theirs["queued"] and "CLOSE" not in ours["queued"]
+    if case == {"ping_age": 0.8}:
+        assert ours["events"] == [("s", slow_engine.reason.PING_TIMEOUT)]
+        assert ours["queued"] == [None]
+        assert not ours["session"]  # gone at once, like every close the server decides
+        assert theirs["session"]  # stock leaves it to the monitor task
+
+
+def test_ping_timeout_does_not_count_a_stall_of_the_process(slow_engine):
+    original = stock(hooks.PING_TIMEOUT, engine_socket.Socket, "check_ping_timeout")
+    case = {"ping_age": 0.8, "stalled": 0.6}  # overdue by the clock, 0.2 s in time the hub ran
+    theirs = timeout_run(slow_engine, original, **case)
+    ours = timeout_run(slow_engine, pings.check_ping_timeout, **case)
+    assert theirs["result"] is False and theirs["closed"]  # stock closes the live socket
+    assert ours == {"result": True, "queued": [], "events": [], "closed": False, "session": True}
+
+
+def test_ping_timeout_still_closes_a_silent_socket_after_a_stall(slow_engine):
+    sock = new_socket(slow_engine, "s")
+    slow_engine.sockets["s"] = sock
+    pings.LAG.start()
+    gevent.sleep(0.15)
+    pings.send_ping(sock)
+    stall(0.6)
+    assert pings.check_ping_timeout(sock) is True  # the pong may be waiting unread
+    gevent.sleep(0.65)  # the hub runs: no pong came
+    assert pings.check_ping_timeout(sock) is False and sock.closed
+
+
 # --- frames: gevent-websocket's Header.mask_payload ---
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 126, 4096, 65537])
 def test_frames_unmask_like_gevent_websocket(size):
@@ -295,17 +396,20 @@ GUARD_PROGRAM = textwrap.dedent("""
     from geventwebsocket.websocket import Header
     from presence_server.web import frames, hooks, pings, writer
 
-    stock = {"poll": Socket.poll, "ping": Socket.schedule_ping, "mask": Header.mask_payload}
+    stock = {"poll": Socket.poll, "ping": Socket.schedule_ping, "mask": Header.mask_payload,
+             "timeout": Socket.check_ping_timeout}
     newer = {"python-engineio": "4.16.0", "python-socketio": "5.19.0",
              "gevent-websocket": "0.11.0", "wsaccel": "0.7.0"}
     out = {"outside": [writer.install(newer), pings.install(newer), frames.install(newer),
                        writer.install(newer)],
            "unchanged": [Socket.poll is stock["poll"], Socket.schedule_ping is stock["ping"],
-                         Header.mask_payload is stock["mask"]],
+                         Header.mask_payload is stock["mask"],
+                         Socket.check_ping_timeout is stock["timeout"]],
            "stock": {name: body["status"] for name, body in hooks.status().items()},
            "inside": [writer.install(), pings.install(), frames.install()],
            "patched": [Socket.poll is writer.poll, Socket.schedule_ping is pings.schedule_ping,
-                       Header.mask_payload is frames.unmask_payload]}
+                       Header.mask_payload is frames.unmask_payload,
+                       Socket.check_ping_timeout is pings.check_ping_timeout]}
     out["active"] = {name: body["status"] for name, body in hooks.status().items()}
     print(json.dumps(out))
 """)
@@ -317,11 +421,12 @@ def test_each_install_keeps_the_stock_code_outside_its_range_with_one_warning():
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["outside"] == [False, False, False, False]
-    assert out["unchanged"] == [True, True, True]
-    assert out["stock"]["writer"] == out["stock"]["pings"] == out["stock"]["frames"] == "stock"
-    assert out["inside"] == [True, True, True] and out["patched"] == [True, True, True]
+    assert out["unchanged"] == [True, True, True, True]
+    assert {out["stock"][name] for name in ("writer", "pings", "ping_timeout", "frames")} == {
+        "stock"}
+    assert out["inside"] == [True, True, True] and out["patched"] == [True, True, True, True]
     # rooms turns active when the app builds its manager; replies when status() or an event asks
     assert out["active"] == {**{name: "active" for name in hooks.HOOKS}, "rooms": "stock"}
     warnings = [line for line in result.stderr.splitlines() if line.startswith("presence.hooks")]
-    assert len(warnings) == 3, result.stderr  # one per hook, not one per call
+    assert len(warnings) == 4, result.stderr  # one per hook, not one per call
     assert "python-engineio 4.16.0 is outside the tested range" in warnings[0]
