@@ -286,7 +286,7 @@ class Attack:
         reconnects = int(self.p(case, "max_reconnects", 200))
         sent = 0
         conn: Conn | None = None
-        credit = 0.0
+        credit = 1.0  # the first packet goes at once
         last = time.monotonic()
         for _ in range(reconnects + 1):
             if time.monotonic() >= self.deadline or sent >= limit:
