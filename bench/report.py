@@ -107,11 +107,19 @@ def _restart(doc: dict[str, Any]) -> str:
     return _table(header, rows + _skipped_rows(doc, len(header)))
 
 
+def _health(doc: dict[str, Any], case: str) -> str:
+    """How many runs of ``case`` still answered /health "ok" after the attack."""
+    runs = [r for r in doc["runs"] if r.get("case") == case and "error" not in r]
+    ok = sum(1 for r in runs if r.get("health_after_ok"))
+    return f"ok {ok}/{len(runs)}"
+
+
 def _flood(doc: dict[str, Any]) -> str:
     target = doc["params"].get("p99_target_ms", 50.0)
     header = ["case", "attack packets (/s)", "rejected (error events, 4xx, closed)",
               "normal acks calm p50 / p99 / p99.9 ms", "flood p50 / p99 / p99.9 ms",
-              f"flood p99 < {target:g} ms", "after p99 ms", "normal errors",
+              f"flood p99 < {target:g} ms (≤ 1 % unanswered)", "unanswered %", "after p99 ms",
+              "normal errors", "/health after",
               "server CPU % calm → flood (core)", "RSS MiB calm → peak → after",
               "fds before → peak → after (leaked)", "new records", "log lines in flood",
               "attacker CPU % (µs/packet)"]
@@ -129,7 +137,8 @@ def _flood(doc: dict[str, Any]) -> str:
             " / ".join(_fmt(s[k], 2) for k in ("flood_p50_ms", "flood_p99_ms",
                                                 "flood_p999_ms")),
             "—" if ok is None else "yes" if ok else "NO",
-            _fmt(s["after_p99_ms"], 2), _fmt(s["normal_errors"], 0),
+            _fmt(s["normal_unanswered_pct"], 1), _fmt(s["after_p99_ms"], 2),
+            _fmt(s["normal_errors"], 0), _health(doc, case),
             _fmt(s["calm_server_cpu_pct"], 0) + " → "
             + _cpu(s["flood_server_cpu_pct"], s["server_core_pct"]),
             " → ".join(_fmt(s[k]) for k in ("rss_calm_mib", "rss_peak_mib", "rss_after_mib")),
