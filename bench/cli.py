@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.flood import ALL_CASES, parse_cases
 from bench.report import markdown, notes, write
 from bench.runner import Context, Options
 from bench.scenarios import SCENARIOS
@@ -19,6 +20,8 @@ QUICK = {  # the CI smoke: a few clients for a few seconds
     "clients": 20, "heartbeat": 1.0, "hold": 1.5, "repeat": 1, "calib_seconds": 1.5,
     "step_seconds": 2.0, "rate_start": 20.0, "rate_factor": 2.0, "drop": 3, "silent": 3,
     "offline_heartbeat": 0.5, "stats_every": 1.0,
+    "flood_cases": ["mixed"], "flood_seconds": 2.0, "calm_seconds": 1.5, "after_seconds": 1.0,
+    "records": 200,
 }
 
 
@@ -28,13 +31,14 @@ def parser() -> argparse.ArgumentParser:
         description="Benchmark our presence server against bare Flask-SocketIO and Node "
                     "socket.io servers under one load profile.")
     p.add_argument("scenarios", nargs="+", choices=[*SCENARIOS, "all"],
-                   help="capacity, throughput, offline (ours only), restart (ours only), or all")
+                   help="capacity, throughput, offline (ours only), restart (ours only), "
+                        "flood (ours only), or all")
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated subset of %(default)s")
     p.add_argument("--clients", type=int, help="clients (default per scenario: capacity 2000, "
-                   "throughput 2000, offline 500, restart 1000)")
+                   "throughput 2000, offline 500, restart 1000, flood 1000)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period, s (capacity, "
-                   "restart; default %(default)s)")
+                   "restart, flood; default %(default)s)")
     p.add_argument("--hold", type=float, default=30.0, help="measured hold, s (%(default)s)")
     p.add_argument("--repeat", type=int, default=2, help="interleaved repetitions (%(default)s)")
     p.add_argument("--ramp-rate", type=float, default=500.0, help="connects/s (%(default)s)")
@@ -59,6 +63,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--silent", type=int, default=50, help="offline: clients that go silent")
     p.add_argument("--offline-heartbeat", type=float, default=2.0,
                    help="offline: heartbeat_interval given to ours, s (%(default)s)")
+    p.add_argument("--flood-cases", default="all",
+                   help="flood: comma-separated cases from " + ", ".join(ALL_CASES)
+                   + " (mixed = all at once), or all (%(default)s)")
+    p.add_argument("--flood-seconds", type=float, default=10.0,
+                   help="flood: length of each attack, s (%(default)s)")
+    p.add_argument("--calm-seconds", type=float, default=10.0,
+                   help="flood: calm window measured before each attack, s (%(default)s)")
+    p.add_argument("--after-seconds", type=float, default=5.0,
+                   help="flood: window after the attacker stopped, then fds are counted, s "
+                        "(%(default)s)")
+    p.add_argument("--records", type=int, default=5000,
+                   help="flood: stored (offline) records written into ours' store before it "
+                        "starts, for watch snapshots (%(default)s)")
+    p.add_argument("--flood-scale", type=float, default=1.0,
+                   help="flood: multiply every attack rate (and slow sockets) by this "
+                        "(%(default)s)")
     p.add_argument("--store", choices=["sqlite", "redis"], default="sqlite",
                    help="ours' store; redis starts a private redis-server on the load CPU")
     p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL for ours (%(default)s)")
@@ -100,6 +120,9 @@ def options(argv: list[str] | None) -> Options:
         "profile": args.profile, "gc_trace": args.gc_trace, "ours_set": args.ours_set,
         "tune": args.tune,
         "quick": args.quick,
+        "flood_cases": parse_cases(args.flood_cases), "flood_seconds": args.flood_seconds,
+        "calm_seconds": args.calm_seconds, "after_seconds": args.after_seconds,
+        "records": max(0, args.records), "flood_scale": max(0.01, args.flood_scale),
     }
     if args.quick:
         given = {a.dest for a in parser()._actions if a.dest in QUICK

@@ -24,13 +24,21 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(3, 1, figsize=(11, 10), constrained_layout=True)
     lat_ax, cpu_ax, rss_ax = axes
     labelled: set[str] = set()
+    flood = doc["scenario"] == "flood"
+    cases = list(dict.fromkeys(r.get("case", "") for r in doc["runs"]))
     for run in doc["runs"]:
-        kind = run["server"]
-        colour = COLOURS.get(kind, "tab:gray")
+        # flood: one colour per case, the attack shaded (every run is ours)
+        kind = run.get("case", run["server"]) if flood else run["server"]
+        colour = (f"C{cases.index(kind) % 10}" if flood
+                  else COLOURS.get(kind, "tab:gray"))
         alpha = 1.0 if run["rep"] == 0 else 0.45
         label = kind if kind not in labelled else None
         labelled.add(kind)
         origin = _origin(run)
+        if flood and "windows" in run:
+            t2, t3 = run["windows"]["flood"]
+            for ax in axes:
+                ax.axvspan(t2 - origin, t3 - origin, color=colour, alpha=0.08)
         if doc["scenario"] == "throughput":
             steps = [s for s in run.get("steps", []) if s["p99_ms"] is not None]
             lat_ax.plot([s["target_rate"] for s in steps], [s["p99_ms"] for s in steps],
@@ -42,7 +50,12 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
             lat_ax.plot(xs, [p["p50_ms"] for p in tl], color=colour, alpha=alpha * 0.6,
                         linestyle="--")
         for name, series in run.get("proc", {}).items():
-            if not name.startswith("server"):
+            if not name.startswith("server") and not (flood and name == "attacker"):
+                continue
+            if name == "attacker":
+                pts = [s for s in series if s["cpu_pct"] is not None]
+                cpu_ax.plot([s["t"] - origin for s in pts], [s["cpu_pct"] for s in pts],
+                            color=colour, alpha=alpha * 0.7, linestyle="-.")
                 continue
             pts = [s for s in series if s["cpu_pct"] is not None]
             cpu_ax.plot([s["t"] - origin for s in pts], [s["cpu_pct"] for s in pts],
@@ -62,7 +75,8 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
         lat_ax.set_xlabel("s since server start")
         lat_ax.set_ylabel("ack latency ms (p99 solid, p50 dashed)")
     lat_ax.set_yscale("log")
-    cpu_ax.set_ylabel("CPU % (server solid, load generator dotted)")
+    cpu_ax.set_ylabel("CPU % (server solid, load generator dotted"
+                      + (",\nattacker dash-dot; attack shaded)" if flood else ")"))
     cpu_ax.set_xlabel("s since server start")
     rss_ax.set_ylabel("server RSS MiB")
     rss_ax.set_xlabel("s since server start")

@@ -107,8 +107,53 @@ def _restart(doc: dict[str, Any]) -> str:
     return _table(header, rows + _skipped_rows(doc, len(header)))
 
 
+def _health(doc: dict[str, Any], case: str) -> str:
+    """How many runs of ``case`` still answered /health "ok" after the attack."""
+    runs = [r for r in doc["runs"] if r.get("case") == case and "error" not in r]
+    ok = sum(1 for r in runs if r.get("health_after_ok"))
+    return f"ok {ok}/{len(runs)}"
+
+
+def _flood(doc: dict[str, Any]) -> str:
+    target = doc["params"].get("p99_target_ms", 50.0)
+    header = ["case", "attack packets (/s)", "rejected (error events, 4xx, closed)",
+              "normal acks calm p50 / p99 / p99.9 ms", "flood p50 / p99 / p99.9 ms",
+              f"flood p99 < {target:g} ms (≤ 1 % unanswered)", "unanswered %", "after p99 ms",
+              "normal errors", "/health after",
+              "server CPU % calm → flood (core)", "RSS MiB calm → peak → after",
+              "fds before → peak → after (leaked)", "new records", "log lines in flood",
+              "attacker CPU % (µs/packet)"]
+    rows = []
+    for case, s in doc["summary"].items():
+        codes = ", ".join(f"{k} {v:,}" for k, v in list(s.get("error_codes", {}).items())[:3])
+        http = ", ".join(f"{k} {v:,}" for k, v in list(s.get("http", {}).items())
+                         if not k.startswith("upgrade"))
+        detail = "; ".join(x for x in (codes, http) if x)
+        ok = s.get("flood_p99_under_target")
+        rows.append([
+            case, f"{_fmt(s['attack_sent'], 0)} ({_fmt(s['attack_rate'], 0)})",
+            _fmt(s["rejected"], 0) + (f" ({detail})" if detail else ""),
+            " / ".join(_fmt(s[k], 2) for k in ("calm_p50_ms", "calm_p99_ms", "calm_p999_ms")),
+            " / ".join(_fmt(s[k], 2) for k in ("flood_p50_ms", "flood_p99_ms",
+                                                "flood_p999_ms")),
+            "—" if ok is None else "yes" if ok else "NO",
+            _fmt(s["normal_unanswered_pct"], 1), _fmt(s["after_p99_ms"], 2),
+            _fmt(s["normal_errors"], 0), _health(doc, case),
+            _fmt(s["calm_server_cpu_pct"], 0) + " → "
+            + _cpu(s["flood_server_cpu_pct"], s["server_core_pct"]),
+            " → ".join(_fmt(s[k]) for k in ("rss_calm_mib", "rss_peak_mib", "rss_after_mib")),
+            " → ".join(_fmt(s[k], 0) for k in ("fds_before", "fds_peak", "fds_after"))
+            + f" ({_fmt(s['fds_leaked'], 0)})",
+            _fmt(s["records_created"], 0), _fmt(s["log_lines"], 0),
+            f"{_cpu(s['attacker_cpu_pct'], s['load_core_pct'])} "
+            f"({_fmt(s['attacker_us_per_packet'])})",
+        ])
+    return _table(header, rows + _skipped_rows(doc, len(header)))
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": _capacity, "throughput": _throughput, "offline": _offline, "restart": _restart,
+    "flood": _flood,
 }
 
 

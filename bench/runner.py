@@ -23,7 +23,7 @@ from bench.driver import LoadGen
 from bench.procstat import Sampler
 from bench.servers.launcher import SERVERS, ServerProcess, Settings, availability
 
-PRESENCE_ONLY = ("offline", "restart")
+PRESENCE_ONLY = ("offline", "restart", "flood")
 
 
 @dataclass
@@ -59,6 +59,14 @@ class Options:
     ours_set: list[str] = field(default_factory=list)
     tune: bool = False
     quick: bool = False
+    flood_cases: list[str] = field(default_factory=lambda: [
+        "unknown", "malformed", "oversized_post", "binary", "watch", "register", "slow",
+        "mixed"])
+    flood_seconds: float = 10.0
+    calm_seconds: float = 10.0
+    after_seconds: float = 5.0
+    records: int = 5000
+    flood_scale: float = 1.0
 
     def overlay(self) -> dict[str, dict[str, Any]]:
         """``--ours-set section.key=value`` as a config overlay for ours (values parsed as YAML)."""
@@ -74,7 +82,8 @@ class Options:
     def clients_for(self, scenario: str) -> int:
         if self.clients is not None:
             return self.clients
-        return {"capacity": 2000, "throughput": 2000, "offline": 500, "restart": 1000}[scenario]
+        return {"capacity": 2000, "throughput": 2000, "offline": 500, "restart": 1000,
+                "flood": 1000}[scenario]
 
 
 class Context:

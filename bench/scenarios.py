@@ -1,4 +1,4 @@
-"""The four scenarios: capacity, throughput, offline accuracy and restart.
+"""The scenarios: capacity, throughput, offline accuracy, restart, and flood (bench/flood.py).
 
 Each returns one JSON-ready dict: parameters, the load generator's calibration and one entry per
 (repetition, server) run. Servers run interleaved (A B C A B C …) so machine drift hits all alike.
@@ -609,6 +609,13 @@ def _summarise(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, d
     return out
 
 
+def flood(ctx: Context) -> dict[str, Any]:
+    """Normal clients' acks while hostile sockets flood ours (bench/flood.py)."""
+    from bench.flood import run  # its own module; it uses the helpers above
+
+    return run(ctx)
+
+
 SCENARIOS = {"capacity": capacity, "throughput": throughput, "offline": offline,
-             "restart": restart}
+             "restart": restart, "flood": flood}
 __all__ = ["SCENARIOS", "PRESENCE_ONLY", "NOT_APPLICABLE"]

@@ -101,3 +101,44 @@ def test_profile_summary_counts_self_total_and_our_functions() -> None:
     assert prof["samples"] == 7 and prof["idle_samples"] == 9
     assert prof["self"][0] == {"frame": "g (store/s.py:9)", "samples": 5, "pct": 71.4}
     assert prof["project_total"][0] == {"frame": "f (actors/c.py)", "samples": 7, "pct": 100.0}
+
+
+def test_attacker_frames_are_masked_client_frames_of_every_length_class() -> None:
+    from bench.attacker import ws_frame
+
+    for size, header in ((5, 2), (200, 4), (70_000, 10)):
+        frame = ws_frame(b"x" * size)
+        assert frame[0] == 0x81 and frame[1] & 0x80  # FIN + text, masked
+        assert len(frame) == header + 4 + size and frame[header:header + 4] == b"\0\0\0\0"
+    assert ws_frame(b"\0", opcode=0x2)[0] == 0x82
+
+
+def test_flood_quick_run_saves_every_field(tmp_path: Path) -> None:
+    """``flood --quick``: one mixed attack (every case at once) on ours; the numbers are
+    reported, never asserted — this checks the run completes and records what it should."""
+    from bench.flood import CASES, SUMMARY_KEYS
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "flood", "--quick", "--no-plot", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [result] = tmp_path.glob("*-flood.json")
+    doc = json.loads(result.read_text())
+    assert doc["applies_to"] == ["ours"] and doc["params"]["cases"] == ["mixed"]
+    [run] = doc["runs"]
+    assert "error" not in run, run.get("error")
+    assert run["case"] == "mixed" and run["seeded"] == {"records": doc["params"]["records"]}
+    for key in SUMMARY_KEYS:
+        assert key in run and key in doc["summary"]["mixed"], key
+    for key in ("calm_p99_ms", "flood_server_cpu_pct", "rss_peak_mib", "fds_before",
+                "fds_after", "fds_leaked", "attack_sent"):
+        assert run[key] is not None, key
+    report = run["attacker"]
+    assert report["ev"] == "done" and set(report["cases"]) == set(CASES)
+    assert sum(report["sent"].values()) > 0
+    assert set(run["rejected_detail"]) >= {"error_events", "rate_limited", "http_4xx_5xx",
+                                           "sockets_closed_by_server", "total"}
+    assert "health_after" in run and "records_created" in run
+    table = result.with_suffix(".md").read_text()
+    assert table == markdown(doc) and "| mixed |" in table and table in proc.stdout
