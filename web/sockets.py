@@ -7,6 +7,7 @@ ack when the client asked for one, else as the named event (what the seed client
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 import uuid
@@ -27,12 +28,16 @@ from presence_server.actors.messages import (
 from presence_server.store.records import iso
 
 from . import validation
-from .validation import Invalid
+from .validation import Invalid, printable
 
 if TYPE_CHECKING:
     from presence_server.runtime import Runtime
 
 log = logging.getLogger("presence.sockets")
+
+COMPLAINT_LOG_PERIOD = 10.0  # at most one "rejected ..." line per socket per period
+WATCH_RECORDS_PER_EVENT = 50  # a watch snapshot costs one event of the budget per 50 records
+MAX_EVENT_NAME = 64  # unknown event names are echoed back and logged cut to this length
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,80 @@ class SocketSession:
     display_name: str | None = None
     tokens: float = 0.0
     refilled_at: float = field(default_factory=time.monotonic)
+    authenticated: bool = False  # registered with a verified identity token
+    watching: bool = False
+    idle_timer: Any = None  # closes the socket if it neither registers nor watches in time
+    complaints: Complaints = field(default_factory=lambda: Complaints())
+
+
+class Complaints:
+    """One socket's rejected inputs, logged as one line per `COMPLAINT_LOG_PERIOD` with a count.
+
+    The first rejection of a period is logged as it happens; the rest of that period only add
+    to a count, logged with the next rejection after the period (or when the socket closes).
+    """
+
+    __slots__ = ("since", "count", "codes")
+
+    def __init__(self) -> None:
+        self.since = 0.0  # start of the current period; 0 while none is open
+        self.count = 0  # rejections not logged yet
+        self.codes: dict[str, int] = {}
+
+    def note(self, sid: str, event: str | None, code: str, message: str) -> None:
+        now = time.monotonic()
+        if self.since and now - self.since >= COMPLAINT_LOG_PERIOD:
+            self.flush(sid)
+        if not self.since:
+            self.since = now
+            log.info("rejected %s from %s: %s (%s)", printable(str(event)[:MAX_EVENT_NAME]),
+                     sid, printable(message), code)
+            return
+        self.count += 1
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+    def flush(self, sid: str) -> None:
+        """Log what was left unlogged, and close the period."""
+        if self.count:
+            kinds = ", ".join(f"{code} x{count}" for code, count in self.codes.items())
+            log.info("rejected %d more events from %s in the last %.0fs (%s)", self.count, sid,
+                     time.monotonic() - self.since, kinds)
+        self.since, self.count, self.codes = 0.0, 0, {}
 
 
 class RateLimited(Exception):
     pass
+
+
+class NewRecordBudget:
+    """How many new client records each IP address may still create (a token bucket per IP).
+
+    `per_minute` 0 means no limit. Buckets that have refilled are forgotten once there are many,
+    so an address costs memory only while it is creating records.
+    """
+
+    PRUNE_AT = 4096
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str | None, tuple[float, float]] = {}
+
+    def spend(self, ip: str | None) -> bool:
+        """Take one new record for `ip`; False when it has created too many lately."""
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        capacity, rate = float(self.per_minute), self.per_minute / 60.0
+        tokens, at = self._buckets.get(ip, (capacity, now))
+        tokens = min(capacity, tokens + (now - at) * rate)
+        if tokens < 1.0:
+            self._buckets[ip] = (tokens, now)
+            return False
+        if ip not in self._buckets and len(self._buckets) >= self.PRUNE_AT:
+            self._buckets = {key: (left, when) for key, (left, when) in self._buckets.items()
+                             if left + (now - when) * rate < capacity}
+        self._buckets[ip] = (tokens - 1.0, now)
+        return True
 
 
 class SocketEvents:
@@ -89,7 +164,12 @@ class SocketEvents:
         self.runtime = runtime
         self.server = server
         self.sessions: dict[str, SocketSession] = {}
-        self.rate = float(runtime.config.security["max_events_per_second"])
+        security = runtime.config.security
+        self.rate = float(security["max_events_per_second"])
+        self.watch_limit = int(security["watch_snapshot_limit"])
+        self.new_records = NewRecordBudget(security["new_records_per_minute"])
+        self.proxy_hops = int(runtime.config.server["proxy_hops"])
+        self.unnamed_timeout = float(runtime.config.socket["unnamed_timeout"])
         monitoring = runtime.config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
 
@@ -101,6 +181,9 @@ class SocketEvents:
         for event, handler in self._event_handlers().items():
             on(event, self._guarded(event, handler))
         on("*", self.on_unknown_event)
+        # packet-level rejections from web/limits.py's GuardedServer
+        self.server.on_malformed = self.on_malformed  # type: ignore[attr-defined]
+        self.server.on_too_large = self.on_too_large  # type: ignore[attr-defined]
 
     def _event_handlers(self) -> dict[str, Callable[[str, Any], Reply | None]]:
         return {
@@ -144,19 +227,70 @@ class SocketEvents:
         else:
             self.runtime.supervisor.tell(Route(name, message, guest, display_name))
 
-    def _error(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+    def _error(self, sid: str, event: str | None, code: str, message: str) -> dict[str, Any]:
+        """Send the `error` event; the log gets one line per socket per period (`Complaints`)."""
         payload = {"code": code, "message": message, "event": event}
         self.server.emit("error", payload, to=sid)
-        log.info("rejected %s from %s: %s (%s)", event, sid, message, code)
+        session = self.sessions.get(sid)
+        if session is not None:
+            session.complaints.note(sid, event, code, message)
+        else:
+            log.info("rejected %s from %s: %s (%s)", printable(str(event)[:MAX_EVENT_NAME]), sid,
+                     printable(message), code)
         return payload
 
     def _spend(self, sid: str, session: SocketSession) -> None:
+        """Take one event from the socket's budget (it may be in debt after a big snapshot)."""
         now = time.monotonic()
         session.tokens = min(self.rate, session.tokens + (now - session.refilled_at) * self.rate)
         session.refilled_at = now
         if session.tokens < 1.0:
             raise RateLimited()
         session.tokens -= 1.0
+
+    def _rate_limited(self, sid: str, event: str | None) -> dict[str, Any]:
+        return self._error(sid, event, "rate_limited",
+                           f"more than {self.rate:g} events per second; dropped")
+
+    def _new_record_allowed(self, name: str, session: SocketSession, guest: bool) -> bool:
+        """False when `name` would be a new record and its IP created too many lately.
+
+        Named clients are not counted while a secret is set (a token binds each name).
+        """
+        if self.new_records.per_minute <= 0 or (not guest and self.runtime.identities.required):
+            return True
+        if self.runtime.directory.get(name) is not None or self.runtime.store.get(name) is not None:
+            return True
+        return self.new_records.spend(session.ip)
+
+    def _too_many_names(self) -> str:
+        return (f"this address created more than {self.new_records.per_minute} new clients in "
+                "the last minute; try again later")
+
+    def _registered(self, session: SocketSession) -> None:
+        """The socket has an identity or watches: it is no longer an idle unnamed socket."""
+        if session.idle_timer is not None:
+            session.idle_timer.cancel()
+            session.idle_timer = None
+
+    def _close_if_idle(self, sid: str) -> None:
+        session = self.sessions.get(sid)
+        if session is None or session.name is not None or session.watching:
+            return
+        session.idle_timer = None
+        self._error(sid, None, "registration_timeout",
+                    f"no name registered and no watch within {self.unnamed_timeout:g}s; closing")
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
+        try:
+            self.server.disconnect(sid)
+        finally:
+            self._close_transport(eio_sid)
+
+    def _close_transport(self, eio_sid: str | None) -> None:
+        """Close an Engine.IO connection without waiting for the client to poll."""
+        socket = self.server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is not None:
+            socket.close(wait=False, abort=False, reason=self.server.eio.reason.SERVER_DISCONNECT)
 
     def _guarded(self, event: str, handler: Callable[[str, Any], Reply | None]):
         error_reply = self._error_reply_for(event)
@@ -170,8 +304,7 @@ class SocketEvents:
                 self._spend(sid, session)
                 return handler(sid, data)
             except RateLimited:
-                payload = self._error(sid, event, "rate_limited",
-                                      f"more than {self.rate:g} events per second; dropped")
+                payload = self._rate_limited(sid, event)
                 return Reply("error", {**payload, "status": "error", "shouldReconnect": False},
                              ack_only=True)
             except Invalid as problem:
@@ -208,7 +341,11 @@ class SocketEvents:
                               f"this socket acts for {session.name!r}, not {name!r}")
             return
         self.runtime.identities.verify(name, token)
+        if not self._new_record_allowed(name, session, guest=False):
+            raise Invalid("too_many_new_clients", self._too_many_names())
         session.name = name
+        session.authenticated = self.runtime.identities.required
+        self._registered(session)
         log.info("socket %s registered as %s (%s)", sid, name, event)
         self._deliver(name, Connect(sid, session.ip, self._noticed()))
 
@@ -236,10 +373,12 @@ class SocketEvents:
             credentials = validation.connect_auth(auth)
         except Invalid as problem:
             raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
-        session = SocketSession(ip=validation.client_ip(environ),
+        session = SocketSession(ip=validation.client_ip(environ, self.proxy_hops),
                                 tokens=float(self.rate))
         if credentials.guest:
             guest_id = self._guest_id(credentials.guest_id)
+            if not self._new_record_allowed(guest_id, session, guest=True):
+                raise socketio.exceptions.ConnectionRefusedError(self._too_many_names())
             session.name, session.guest = guest_id, True
             session.display_name = credentials.display_name
             self.sessions[sid] = session
@@ -256,12 +395,18 @@ class SocketEvents:
                 self.runtime.identities.verify(credentials.name, credentials.token)
             except Invalid as problem:
                 raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
+            if not self._new_record_allowed(credentials.name, session, guest=False):
+                raise socketio.exceptions.ConnectionRefusedError(self._too_many_names())
             session.name = credentials.name
+            session.authenticated = self.runtime.identities.required
             self.sessions[sid] = session
             self._deliver(credentials.name, Connect(sid, session.ip, self._noticed()))
             log.info("socket %s registered as %s (connect)", sid, credentials.name)
             return True
         self.sessions[sid] = session
+        if self.unnamed_timeout > 0:
+            session.idle_timer = self.runtime.scheduler.call_later(
+                self.unnamed_timeout, lambda: self._close_if_idle(sid))
         return True
 
     def _guest_id(self, requested: str | None) -> str:
@@ -275,7 +420,11 @@ class SocketEvents:
 
     def on_disconnect(self, sid: str, *_: Any) -> None:
         session = self.sessions.pop(sid, None)
-        if session is None or session.name is None or self.runtime.shutting_down:
+        if session is None:
+            return
+        self._registered(session)
+        session.complaints.flush(sid)
+        if session.name is None or self.runtime.shutting_down:
             return
         self._deliver(session.name, Disconnect(sid, self._noticed()))
 
@@ -329,16 +478,83 @@ class SocketEvents:
         return None
 
     def on_watch(self, sid: str, data: Any) -> Reply:
-        validation.optional_mapping(data, "watch")
+        """Join the watchers; answer a snapshot of `names`, or of at most `watch_limit` records.
+
+        The snapshot is charged to the socket's event budget: one event per
+        `WATCH_RECORDS_PER_EVENT` records on top of the request itself. While a secret is set,
+        sockets without a verified identity get records without `ip`.
+        """
+        session = self.sessions[sid]
+        payload = validation.optional_mapping(data, "watch")
+        names = self._watch_names(payload.get("names"))
         self.server.enter_room(sid, WATCHERS_ROOM)
-        clients = [record.public() for record in self.runtime.store.all()]
-        return Reply("watch_snapshot", {"clients": clients})
+        session.watching = True
+        self._registered(session)
+        store = self.runtime.store
+        if names is not None:
+            records = [record for record in map(store.get, names) if record is not None]
+            total = len(records)
+        else:
+            everyone = store.all()
+            total = len(everyone)
+            records = (everyone if total <= self.watch_limit else
+                       heapq.nsmallest(self.watch_limit, everyone, key=lambda r: r.name))
+        clients = [record.public() for record in records]
+        if self.runtime.identities.required and not session.authenticated:
+            for client in clients:
+                client.pop("ip", None)
+        session.tokens -= len(clients) / WATCH_RECORDS_PER_EVENT
+        return Reply("watch_snapshot", {"clients": clients, "total": total,
+                                        "truncated": len(clients) < total})
+
+    def _watch_names(self, names: Any) -> list[str] | None:
+        if names is None:
+            return None
+        if not isinstance(names, list) or len(names) > self.watch_limit:
+            raise Invalid("invalid_payload", f"watch names must be a list of at most "
+                                             f"{self.watch_limit} client names")
+        return list(dict.fromkeys(validation.name(name, "names[]") for name in names))
 
     def on_unwatch(self, sid: str, data: Any) -> Reply:
         validation.optional_mapping(data, "unwatch")
         self.server.leave_room(sid, WATCHERS_ROOM)
         return Reply("unwatch_response", {"status": "ok"})
 
-    def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
-        if sid in self.sessions:
-            self._error(sid, event, "unknown_event", f"unknown event {event!r}")
+    def on_unknown_event(self, event: str, sid: str, *args: Any) -> Reply | None:
+        """An event no handler knows: charged to the budget like any other, one `error`."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        event = str(event)[:MAX_EVENT_NAME]
+        try:
+            self._spend(sid, session)
+            payload = self._error(sid, event, "unknown_event", f"unknown event {event!r}")
+        except RateLimited:
+            payload = self._rate_limited(sid, event)
+        return Reply("error", {**payload, "status": "error"}, ack_only=True)
+
+    # --- packet-level rejections (web/limits.py) --------------------------------------------------
+    def on_malformed(self, eio_sid: str, problem: str) -> None:
+        """A packet that is no Socket.IO packet: an `error` (rate-limited); no traceback."""
+        sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
+        session = self.sessions.get(sid) if sid is not None else None
+        if session is None:  # nothing to answer on: close the connection
+            log.info("malformed packet before connect from %s: %s", eio_sid, printable(problem))
+            self._close_transport(eio_sid)
+            return
+        try:
+            self._spend(sid, session)
+            self._error(sid, None, "malformed_packet", problem)
+        except RateLimited:
+            self._rate_limited(sid, None)
+
+    def on_too_large(self, eio_sid: str, size: int) -> None:
+        """A message whose binary attachments exceed `max_http_buffer_size`: close the socket."""
+        sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
+        limit = self.server.eio.max_http_buffer_size
+        if sid is not None:
+            self._error(sid, None, "message_too_large",
+                        f"a message may hold at most {limit} bytes; closing")
+        else:
+            log.info("binary message of over %d bytes from %s; closing", limit, eio_sid)
+        self._close_transport(eio_sid)
