@@ -33,7 +33,7 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_drivers import gevent as eio_gevent
 
-from .sockets import ReplyServer
+from .sockets import Complaints, ReplyServer
 from .validation import printable
 
 log = logging.getLogger("presence.sockets")
@@ -45,11 +45,16 @@ POLLING_PACKET_TYPES = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.
                                   eio_packet.UPGRADE})
 MAX_ATTACHMENTS = 16
 
+# Refusals with no Socket.IO session to charge them to: one log line per period for them all.
+transport_complaints = Complaints()
+
 
 def install(server: socketio.Server, read_timeout: float | None) -> None:
     """Guard the Socket.IO server Flask-SocketIO built, and its Engine.IO server."""
     server.__class__ = GuardedServer
     server.packet_class = CheckedPacket
+    # socketio registered its bound method with engineio before the class changed
+    server.eio.on("message", server._handle_eio_message)
     server.eio.__class__ = GuardedEngine
     server.eio.guard(read_timeout)
 
@@ -60,8 +65,9 @@ class GuardedWebSocket(eio_gevent.WebSocketWSGI):
     def wait(self) -> Any:
         data = super().wait()
         if type(data) is str and (not data or data[0] not in CLIENT_PACKET_TYPES):
-            log.info("websocket %s sent a frame that is no Engine.IO packet (%s); closing it",
-                     self.environ.get("REMOTE_ADDR"), printable(data[:40]))
+            transport_complaints.note("websockets", "frame", "malformed_packet",
+                                      f"a frame that is no Engine.IO packet from "
+                                      f"{self.environ.get('REMOTE_ADDR')} ({printable(data[:40])})")
             return None  # what a closed connection returns: engineio closes the socket cleanly
         return data
 
@@ -137,8 +143,8 @@ class GuardedEngine(engineio.Server):
     def _refuse(self, sid: str | None, status: str, code: str,
                 message: str) -> tuple[str, str, str]:
         """Close the session without waiting for a poll (see the module doc), then refuse."""
-        log.info("refused a long-polling POST (session %s): %s", printable(str(sid)[:40]),
-                 message)
+        transport_complaints.note("long-polling", "POST", code,
+                                  f"session {printable(str(sid)[:40])}: {message}")
         socket = self.sockets.get(sid) if sid is not None else None
         if socket is not None:
             try:

@@ -539,7 +539,10 @@ class SocketEvents:
         sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
         session = self.sessions.get(sid) if sid is not None else None
         if session is None:  # nothing to answer on: close the connection
-            log.info("malformed packet before connect from %s: %s", eio_sid, printable(problem))
+            from .limits import transport_complaints
+
+            transport_complaints.note("sockets before connect", None, "malformed_packet",
+                                      f"{eio_sid}: {printable(problem)}")
             self._close_transport(eio_sid)
             return
         try:
