@@ -88,6 +88,10 @@ class GuardedEngine(engineio.Server):
             self._async = {**self._async, "websocket": GuardedWebSocket}
 
     def handle_request(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        if "sid=" in environ.get("QUERY_STRING", ""):
+            answer = self._closed_session(environ, start_response)
+            if answer is not None:
+                return answer
         if environ.get("REQUEST_METHOD") == "POST":
             refusal = self._check_post(environ)
             if refusal is not None:
@@ -99,6 +103,27 @@ class GuardedEngine(engineio.Server):
                                         ("Connection", "close")] + self._cors_headers(environ))
                 return [body]
         return super().handle_request(environ, start_response)
+
+    def _closed_session(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        """A request for a session closed without waiting (engineio would raise KeyError: a
+        traceback and a 500). A poll gets what is still queued (the close included); then the
+        session is forgotten, and engineio answers "invalid session" (400) quietly."""
+        sid = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
+        socket = self.sockets.get(sid) if sid is not None else None
+        if socket is None or not socket.closed:
+            return None
+        self.sockets.pop(sid, None)
+        if environ.get("REQUEST_METHOD") != "GET" or socket.upgraded:
+            return None
+        packets = []
+        while not socket.queue.empty():
+            item = socket.queue.get(block=False)
+            socket.queue.task_done()
+            if item is not None:
+                packets.append(item)
+        answer = self._ok(packets)
+        start_response(answer["status"], answer["headers"] + self._cors_headers(environ))
+        return [answer["response"]]
 
     def _check_post(self, environ: dict[str, Any]) -> tuple[str, str, str] | None:
         """Read and check a polling POST; None when engineio may handle it."""

@@ -37,6 +37,7 @@ log = logging.getLogger("presence.sockets")
 
 COMPLAINT_LOG_PERIOD = 10.0  # at most one "rejected ..." line per socket per period
 WATCH_RECORDS_PER_EVENT = 50  # a watch snapshot costs one event of the budget per 50 records
+IDLE_CLOSE_GRACE = 5.0  # after telling an idle unnamed socket to go, close its transport
 MAX_EVENT_NAME = 64  # unknown event names are echoed back and logged cut to this length
 
 
@@ -281,10 +282,8 @@ class SocketEvents:
         self._error(sid, None, "registration_timeout",
                     f"no name registered and no watch within {self.unnamed_timeout:g}s; closing")
         eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
-        try:
-            self.server.disconnect(sid)
-        finally:
-            self._close_transport(eio_sid)
+        self.server.disconnect(sid)  # a client leaves by itself; one that stays is cut off
+        self.runtime.scheduler.call_later(IDLE_CLOSE_GRACE, lambda: self._close_transport(eio_sid))
 
     def _close_transport(self, eio_sid: str | None) -> None:
         """Close an Engine.IO connection without waiting for the client to poll."""
