@@ -80,7 +80,7 @@ def test_a_snapshot_of_names_holds_only_those(make_server, connect):
 
 def test_a_big_snapshot_is_charged_to_the_event_budget(make_server, connect):
     server = make_server({**QUIET, "security": {"max_events_per_second": 4}}, start=False)
-    seed_records(server, 400)  # 1 + 400/50 = 9 events: more than a second of budget
+    seed_records(server, 400)  # 1 + 400/20 = 21 events: five seconds of budget
     server.start()
     watcher = connect(server.url)
 

@@ -36,7 +36,7 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "server.proxy_hops": 0,
     "server.read_timeout": 30.0,
     "socket.unnamed_timeout": 120.0,
-    "security.watch_snapshot_limit": 1000,
+    "security.watch_snapshot_limit": 500,
     "security.new_records_per_minute": 120,
 }
 
@@ -101,7 +101,7 @@ def test_input_limit_keys(tmp_path):
     defaults = load_config(environ={})
     assert defaults.server["proxy_hops"] == 0 and defaults.server["read_timeout"] == 30.0
     assert defaults.socket["unnamed_timeout"] == 120.0
-    assert defaults.security["watch_snapshot_limit"] == 1000
+    assert defaults.security["watch_snapshot_limit"] == 500
     assert defaults.security["new_records_per_minute"] == 120
     config = load_config(write(tmp_path, {
         "server": {"proxy_hops": 1, "read_timeout": 0},
