@@ -88,6 +88,12 @@ class GuardedEngine(engineio.Server):
             self._async = {**self._async, "websocket": GuardedWebSocket}
 
     def handle_request(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        if not _loggable(environ):  # engineio logs the session id and the Origin as they are
+            body = json.dumps({"error": "bad_request",
+                               "message": "unprintable session id or Origin"}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
         if "sid=" in environ.get("QUERY_STRING", ""):
             answer = self._closed_session(environ, start_response)
             if answer is not None:
@@ -181,6 +187,15 @@ class GuardedEngine(engineio.Server):
             except Exception:
                 log.debug("session %s was already closing", sid)
         return status, code, message
+
+
+def _loggable(environ: dict[str, Any]) -> bool:
+    query = environ.get("QUERY_STRING", "")
+    if "%" in query:
+        sid = urllib.parse.parse_qs(query).get("sid", [""])[0]
+        if not sid.isprintable():
+            return False
+    return environ.get("HTTP_ORIGIN", "").isprintable()
 
 
 def _skip_body(environ: dict[str, Any]) -> None:

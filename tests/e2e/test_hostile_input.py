@@ -145,6 +145,16 @@ def test_a_chunked_polling_post_is_refused(server):
     assert raw_request(server, head, b"5\r\n40{}\x1e\r\n").startswith(b"HTTP/1.1 411")
 
 
+def test_unprintable_session_ids_and_origins_cannot_forge_log_lines(server):
+    forged = "%0A%5BSTATUS%5D%20forged%3A%20online"
+    assert raw_request(server, f"GET /socket.io/?EIO=4&transport=polling&sid=x{forged} HTTP/1.1"
+                               "\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw_request(server, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
+                               "Origin: x\r\n [STATUS] forged: online\r\n\r\n"
+                       ).startswith(b"HTTP/1.1 400")
+    assert not any("[STATUS] forged" in line for line in server.log_text().splitlines())
+
+
 # --- Socket.IO packets -------------------------------------------------------------------------
 def test_binary_attachments_count_against_the_message_limit(server, connect, transport, unique):
     name = unique("blob")
