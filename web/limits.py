@@ -33,7 +33,8 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_drivers import gevent as eio_gevent
 
-from .sockets import Complaints, ReplyServer
+from .budgets import transport_complaints
+from .sockets import ReplyServer
 from .validation import printable
 
 log = logging.getLogger("presence.sockets")
@@ -45,9 +46,6 @@ POLLING_PACKET_TYPES = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.
                                   eio_packet.UPGRADE})
 MAX_ATTACHMENTS = 16
 MAX_PACKETS_PER_POST = 256
-
-# Refusals with no Socket.IO session to charge them to: one log line per period for them all.
-transport_complaints = Complaints()
 
 
 def install(server: socketio.Server, read_timeout: float | None) -> None:

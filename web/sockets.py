@@ -28,6 +28,7 @@ from presence_server.actors.messages import (
 from presence_server.store.records import iso
 
 from . import validation
+from .budgets import MAX_EVENT_NAME, Complaints, NewRecordBudget, transport_complaints
 from .validation import Invalid, printable
 
 if TYPE_CHECKING:
@@ -35,12 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("presence.sockets")
 
-COMPLAINT_LOG_PERIOD = 10.0  # at most one "rejected ..." line per socket per period
 WATCH_RECORDS_PER_EVENT = 20  # a watch snapshot costs one event of the budget per 20 records
 WATCH_CHUNK = 100  # records serialised between two yields to the other sockets
 REJECT_PAUSE = 0.01  # a socket's reader pauses this long after each refused event
 IDLE_CLOSE_GRACE = 5.0  # after telling an idle unnamed socket to go, close its transport
-MAX_EVENT_NAME = 64  # unknown event names are echoed back and logged cut to this length
 
 
 @dataclass(frozen=True)
@@ -87,77 +86,11 @@ class SocketSession:
     authenticated: bool = False  # registered with a verified identity token
     watching: bool = False
     idle_timer: Any = None  # closes the socket if it neither registers nor watches in time
-    complaints: Complaints = field(default_factory=lambda: Complaints())
-
-
-class Complaints:
-    """One socket's rejected inputs, logged as one line per `COMPLAINT_LOG_PERIOD` with a count.
-
-    The first rejection of a period is logged as it happens; the rest of that period only add
-    to a count, logged with the next rejection after the period (or when the socket closes).
-    """
-
-    __slots__ = ("since", "count", "codes")
-
-    def __init__(self) -> None:
-        self.since = 0.0  # start of the current period; 0 while none is open
-        self.count = 0  # rejections not logged yet
-        self.codes: dict[str, int] = {}
-
-    def note(self, sid: str, event: str | None, code: str, message: str) -> None:
-        now = time.monotonic()
-        if self.since and now - self.since >= COMPLAINT_LOG_PERIOD:
-            self.flush(sid)
-        if not self.since:
-            self.since = now
-            log.info("rejected %s from %s: %s (%s)", printable(str(event)[:MAX_EVENT_NAME]),
-                     sid, printable(message), code)
-            return
-        self.count += 1
-        self.codes[code] = self.codes.get(code, 0) + 1
-
-    def flush(self, sid: str) -> None:
-        """Log what was left unlogged, and close the period."""
-        if self.count:
-            kinds = ", ".join(f"{code} x{count}" for code, count in self.codes.items())
-            log.info("rejected %d more events from %s in the last %.0fs (%s)", self.count, sid,
-                     time.monotonic() - self.since, kinds)
-        self.since, self.count, self.codes = 0.0, 0, {}
+    complaints: Complaints = field(default_factory=Complaints)
 
 
 class RateLimited(Exception):
     pass
-
-
-class NewRecordBudget:
-    """How many new client records each IP address may still create (a token bucket per IP).
-
-    `per_minute` 0 means no limit. Buckets that have refilled are forgotten once there are many,
-    so an address costs memory only while it is creating records.
-    """
-
-    PRUNE_AT = 4096
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._buckets: dict[str | None, tuple[float, float]] = {}
-
-    def spend(self, ip: str | None) -> bool:
-        """Take one new record for `ip`; False when it has created too many lately."""
-        if self.per_minute <= 0:
-            return True
-        now = time.monotonic()
-        capacity, rate = float(self.per_minute), self.per_minute / 60.0
-        tokens, at = self._buckets.get(ip, (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * rate)
-        if tokens < 1.0:
-            self._buckets[ip] = (tokens, now)
-            return False
-        if ip not in self._buckets and len(self._buckets) >= self.PRUNE_AT:
-            self._buckets = {key: (left, when) for key, (left, when) in self._buckets.items()
-                             if left + (now - when) * rate < capacity}
-        self._buckets[ip] = (tokens - 1.0, now)
-        return True
 
 
 class SocketEvents:
@@ -555,8 +488,6 @@ class SocketEvents:
         sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
         session = self.sessions.get(sid) if sid is not None else None
         if session is None:  # nothing to answer on: close the connection
-            from .limits import transport_complaints
-
             transport_complaints.note("sockets before connect", None, "malformed_packet",
                                       f"{eio_sid}: {printable(problem)}")
             self._close_transport(eio_sid)

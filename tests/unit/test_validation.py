@@ -133,3 +133,26 @@ def test_signed_identities():
         Identities("another").verify("alice", token)
     with pytest.raises(Invalid):
         identities.verify("alice", token + "x")
+
+
+def test_new_record_budget_per_address():
+    from presence_server.web.budgets import NewRecordBudget
+
+    budget = NewRecordBudget(per_minute=3)
+    assert [budget.spend("1.1.1.1") for _ in range(4)] == [True, True, True, False]
+    assert budget.spend("2.2.2.2")  # another address has its own bucket
+    assert all(NewRecordBudget(per_minute=0).spend("1.1.1.1") for _ in range(1000))
+
+
+def test_complaints_log_one_line_then_a_count(caplog):
+    from presence_server.web import budgets
+
+    complaints = budgets.Complaints()
+    with caplog.at_level("INFO", logger="presence.sockets"):
+        for index in range(50):
+            complaints.note("sid1", f"evt{index}\n[STATUS] forged", "unknown_event", "unknown")
+        complaints.flush("sid1")
+    lines = caplog.text.splitlines()
+    assert len(lines) == 2, lines
+    assert "rejected 49 more events from sid1" in lines[1] and "unknown_event x49" in lines[1]
+    assert not any(line.startswith("[STATUS]") for line in lines)
