@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,10 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
         ping_timeout=sockets["ping_timeout"],
         max_http_buffer_size=sockets["max_http_buffer_size"],
         **cors_options(sockets["cors_allowed_origins"]),
-        logger=False,
-        engineio_logger=False,
+        # Our own loggers, not `False`: with `False` each library adds a stderr handler of its
+        # own, so every error it logs appeared twice (there and through the root logger).
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
         # Handlers never block (the store is in memory, actors are told, not asked), so run them
         # inline in the socket's reader instead of one new greenlet per event.
         async_handlers=False,
@@ -62,6 +65,14 @@ def create_app(runtime: Runtime) -> tuple[Flask, SocketIO, SocketEvents]:
     app.register_blueprint(api)
     app.register_blueprint(page)
     return app, socketio, events
+
+
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio's / python-engineio's logger: warnings and errors only, one handler."""
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
 
 
 def cors_options(origins: str | list[str]) -> dict[str, Any]:
