@@ -91,7 +91,7 @@ def test_a_normal_client_is_served_during_a_flood(make_server, unique):
         flood.wait(10)
         steady.close()
 
-    assert len(latencies) >= FLOOD_SECONDS * 2, "heartbeat acks stopped coming"
+    assert len(latencies) >= FLOOD_SECONDS, "heartbeat acks stopped coming"
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
