@@ -1,6 +1,6 @@
 """Hostile input at the Engine.IO and Socket.IO packet level: refused cheaply, no tracebacks.
 
-Stock python-engineio / python-socketio (4.x / 5.x) let a client:
+Stock python-engineio / python-socketio (read in 4.15 / 5.18, the pinned versions) let a client:
 - leak a file descriptor and a greenlet per request with a long-polling POST over
   `max_http_buffer_size` (or with an unknown Engine.IO packet type): engineio then calls
   `Socket.close(wait=True)`, which waits for a GET poll that never comes, and gevent would then
