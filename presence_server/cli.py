@@ -55,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or config.server["host"]
 
     from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
 
     from .runtime import Runtime
+    from .timeouts import handler_class
 
     try:
         runtime = Runtime(config)
     except Exception as problem:
         print(f"presence-server: cannot start: {problem}", file=sys.stderr)
         return 1
-    server = WSGIServer((host, port), runtime.app, handler_class=WebSocketHandler, log=None)
+    server = WSGIServer((host, port), runtime.app, handler_class=handler_class(config),
+                        log=None)
     try:
         server.init_socket()
     except OSError as problem:

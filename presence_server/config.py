@@ -54,6 +54,16 @@ def _positive_duration(value: Any) -> float:
     return seconds
 
 
+def _whole_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"cannot be negative, got {value}")
+    return value
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().isdigit():
@@ -87,17 +97,27 @@ def _optional_text(value: Any) -> str | None:
     return _text(value)
 
 
+SAME_ORIGIN = "same-origin"
+
+
 def _origins(value: Any) -> str | list[str]:
-    if value == "*":
+    """`same-origin` (also null or []), `"*"` (any origin, an explicit opt-in) or origins."""
+    if value is None or value == [] or (isinstance(value, str) and value.strip() in
+                                        {"", SAME_ORIGIN, "null"}):
+        return SAME_ORIGIN
+    if isinstance(value, str) and value.strip() == "*":
         return "*"
     if isinstance(value, str):
         items = [item.strip() for item in value.split(",") if item.strip()]
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        items = value
+        items = [item.strip() for item in value]
     else:
-        raise ValueError(f'expected "*" or a list of origins, got {value!r}')
-    if not items:
-        raise ValueError("expected at least one origin")
+        raise ValueError(f'expected same-origin, "*" or a list of origins, got {value!r}')
+    for item in items:
+        if item == "*":
+            raise ValueError('"*" cannot be mixed with origins; use "*" alone')
+        if not re.match(r"^https?://[^/\s]+$", item):
+            raise ValueError(f"expected origins like https://app.example.com, got {item!r}")
     return items
 
 
@@ -124,7 +144,12 @@ def _optional_duration(value: Any) -> float | None:
 Parser = Callable[[Any], Any]
 
 SCHEMA: dict[str, dict[str, Parser]] = {
-    "server": {"host": _text, "gc_thaw_interval": _positive_duration},
+    "server": {
+        "host": _text,
+        "gc_thaw_interval": _positive_duration,
+        "proxy_hops": _whole_number,
+        "read_timeout": parse_duration,
+    },
     "monitoring": {
         "heartbeat_interval": _positive_duration,
         "max_missed_heartbeats": _positive_int,
@@ -139,6 +164,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "ping_timeout": _positive_duration,
         "max_http_buffer_size": _positive_int,
         "cors_allowed_origins": _origins,
+        "unnamed_timeout": parse_duration,
     },
     "guests": {
         "connection_timeout": parse_duration,
@@ -156,6 +182,8 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "admin_token": _optional_text,
         "secret": _optional_text,
         "max_events_per_second": _positive_int,
+        "watch_snapshot_limit": _positive_int,
+        "new_records_per_minute": _whole_number,
     },
 }
 

@@ -50,9 +50,11 @@ class TrackedWSGIServer(WSGIServer):
 def post_worker_init(worker):
     import gevent
 
+    from presence_server.timeouts import handler_class
     from presence_server.wsgi import runtime
 
     worker.server_class = TrackedWSGIServer  # read by the worker's run(), which comes next
+    worker.wsgi_handler = handler_class(runtime.config)  # read timeouts: see timeouts.py
 
     def graceful():
         timeout = runtime.config.shutdown["timeout"]

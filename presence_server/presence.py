@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from presence_server.actors.client import ActorContext, ClientEntry
-from presence_server.actors.clock import Clock, Scheduler
+from presence_server.actors.clock import Cancelable, Clock, Scheduler
 from presence_server.actors.feed import Emit, PresenceFeed
 from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient, Route
 from presence_server.actors.state import Timing
@@ -76,6 +76,10 @@ class Presence:
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancelable:
+        """Run `callback` after `delay` seconds on the injected scheduler."""
+        return self.scheduler.call_later(delay, callback)
 
     # --- the socket path ----------------------------------------------------------------------
     def deliver(self, name: str, message: Any, guest: bool = False,

@@ -22,7 +22,6 @@ from presence_server.store import open_store
 from presence_server.store.records import iso
 from presence_server.web import frames, hooks
 from presence_server.web.identity import Identities
-from presence_server.web.transport import close_transport
 
 from . import gctuning
 from .config import Config
@@ -88,7 +87,7 @@ class Runtime:
         # The app last: it knows presence only through its port, and is attached to it.
         self.app, self.socketio, self.events = create_app(self.presence, config)
         self.server = self.socketio.server
-        self.presence.attach(self.events, emit=self.server.emit, close=self._disconnect)
+        self.presence.attach(self.events, emit=self.server.emit, close=self.events.close)
         self.directory = self.presence.directory
         self.supervisor = self.presence.supervisor
         self.gc = gctuning.GcMonitor()
@@ -98,16 +97,6 @@ class Runtime:
     @property
     def shutting_down(self) -> bool:
         return self.presence.shutting_down
-
-    def _disconnect(self, sid: str) -> None:
-        """Close one socket's transport, so that its client reconnects by itself (no goodbye
-        packet: see web/transport.py)."""
-        server = self.server
-        eio_sid = server.manager.eio_sid_from_sid(sid, "/")
-        socket = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
-        if socket is None:
-            return  # already gone
-        close_transport(socket, server.eio.reason.SERVER_DISCONNECT)
 
     def start(self) -> None:
         """Start flushing the store and run start-up recovery."""
@@ -164,7 +153,7 @@ class Runtime:
         sockets = list(self.events.sessions)
         for sid in sockets:
             try:
-                self._disconnect(sid)
+                self.events.close(sid)
             except Exception:
                 log.debug("socket %s was already closed", sid)
         log.info("graceful shutdown: %d sockets closed in %.2fs", len(sockets),

@@ -6,9 +6,10 @@ their own. Nothing in web/ reaches past it to actors, the supervisor or the stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from presence_server.actors.clock import Cancelable
 from presence_server.store.records import ClientRecord, Transition
 
 from .identity import Identities
@@ -26,6 +27,9 @@ class PresencePort(Protocol):
         """When the socket event being handled reached the process."""
 
     def uptime(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancelable:
+        """Run `callback` after `delay` seconds on the injected scheduler."""
 
     def deliver(self, name: str, message: Any, guest: bool = False,
                 display_name: str | None = None) -> None:

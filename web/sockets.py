@@ -7,6 +7,7 @@ ack when the client asked for one, else as the named event (what the seed client
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 import uuid
@@ -26,7 +27,9 @@ from presence_server.actors.messages import (
 from presence_server.store.records import iso
 
 from . import hooks, validation
-from .validation import Invalid
+from .budgets import MAX_EVENT_NAME, Complaints, NewRecordBudget, transport_complaints
+from .transport import close_transport
+from .validation import Invalid, printable
 
 if TYPE_CHECKING:
     from presence_server.config import Config
@@ -34,6 +37,11 @@ if TYPE_CHECKING:
     from .port import PresencePort
 
 log = logging.getLogger("presence.sockets")
+
+WATCH_RECORDS_PER_EVENT = 20  # a watch snapshot costs one event of the budget per 20 records
+WATCH_CHUNK = 100  # records serialised between two yields to the other sockets
+REJECT_PAUSE = 0.01  # a socket's reader pauses this long after each refused event
+IDLE_CLOSE_GRACE = 5.0  # after telling an idle unnamed socket to go, close its transport
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,10 @@ class SocketSession:
     display_name: str | None = None
     tokens: float = 0.0
     refilled_at: float = field(default_factory=time.monotonic)
+    authenticated: bool = False  # registered with a verified identity token
+    watching: bool = False
+    idle_timer: Any = None  # closes the socket if it neither registers nor watches in time
+    complaints: Complaints = field(default_factory=Complaints)
 
 
 class RateLimited(Exception):
@@ -93,7 +105,12 @@ class SocketEvents:
         self.presence = presence
         self.server = server
         self.sessions: dict[str, SocketSession] = {}
-        self.rate = float(config.security["max_events_per_second"])
+        security = config.security
+        self.rate = float(security["max_events_per_second"])
+        self.watch_limit = int(security["watch_snapshot_limit"])
+        self.new_records = NewRecordBudget(security["new_records_per_minute"])
+        self.proxy_hops = int(config.server["proxy_hops"])
+        self.unnamed_timeout = float(config.socket["unnamed_timeout"])
         monitoring = config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
 
@@ -105,6 +122,9 @@ class SocketEvents:
         for event, handler in self._event_handlers().items():
             on(event, self._guarded(event, handler))
         on("*", self.on_unknown_event)
+        # packet-level rejections from web/limits.py's GuardedServer
+        self.server.on_malformed = self.on_malformed  # type: ignore[attr-defined]
+        self.server.on_too_large = self.on_too_large  # type: ignore[attr-defined]
 
     def _event_handlers(self) -> dict[str, Callable[[str, Any], Reply | None]]:
         return {
@@ -144,19 +164,88 @@ class SocketEvents:
         """Hand `message` to the client's actor (told, never waited for)."""
         self.presence.deliver(name, message, guest, display_name)
 
-    def _error(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+    def _error(self, sid: str, event: str | None, code: str, message: str) -> dict[str, Any]:
+        """Send the `error` event; the log gets one line per socket per period (`Complaints`)."""
         payload = {"code": code, "message": message, "event": event}
         self.server.emit("error", payload, to=sid)
-        log.info("rejected %s from %s: %s (%s)", event, sid, message, code)
+        session = self.sessions.get(sid)
+        if session is not None:
+            session.complaints.note(sid, event, code, message)
+        else:
+            log.info("rejected %s from %s: %s (%s)", printable(str(event)[:MAX_EVENT_NAME]), sid,
+                     printable(message), code)
         return payload
 
     def _spend(self, sid: str, session: SocketSession) -> None:
+        """Take one event from the socket's budget (it may be in debt after a big snapshot)."""
         now = time.monotonic()
         session.tokens = min(self.rate, session.tokens + (now - session.refilled_at) * self.rate)
         session.refilled_at = now
         if session.tokens < 1.0:
             raise RateLimited()
         session.tokens -= 1.0
+
+    def _rate_limited(self, sid: str, event: str | None) -> dict[str, Any]:
+        """Refuse an event over the budget, then pause this socket's reader a little.
+
+        Handlers run in the socket's own reader (`async_handlers=False`): the pause stops
+        reading from a flooding socket only (TCP pushes back on the sender), and lets every
+        other socket's reader run, so a flood costs at most ~1/REJECT_PAUSE refusals per
+        second per socket instead of all the CPU.
+        """
+        payload = self._error(sid, event, "rate_limited",
+                              f"more than {self.rate:g} events per second; dropped")
+        self.server.sleep(REJECT_PAUSE)
+        return payload
+
+    def _new_record_allowed(self, name: str, session: SocketSession, guest: bool) -> bool:
+        """False when `name` would be a new record and its IP created too many lately.
+
+        Named clients are not counted while a secret is set (a token binds each name).
+        """
+        if self.new_records.per_minute <= 0 or (not guest and self.presence.identities.required):
+            return True
+        if self.presence.current(name) is not None:
+            return True
+        return self.new_records.spend(session.ip)
+
+    def _too_many_names(self) -> str:
+        return (f"this address created more than {self.new_records.per_minute} new clients in "
+                "the last minute; try again later")
+
+    def _registered(self, session: SocketSession) -> None:
+        """The socket has an identity or watches: it is no longer an idle unnamed socket."""
+        if session.idle_timer is not None:
+            session.idle_timer.cancel()
+            session.idle_timer = None
+
+    def _close_if_idle(self, sid: str) -> None:
+        session = self.sessions.get(sid)
+        if session is None or session.name is not None or session.watching:
+            return
+        session.idle_timer = None
+        self._error(sid, None, "registration_timeout",
+                    f"no name registered and no watch within {self.unnamed_timeout:g}s; closing")
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
+        self.server.disconnect(sid)  # a client leaves by itself; one that stays is cut off
+        self.presence.call_later(IDLE_CLOSE_GRACE, lambda: self._end_session(eio_sid))
+
+    def close(self, sid: str) -> None:
+        """Close one socket's transport, so that its client reconnects by itself (no goodbye
+        packet: see web/transport.py). For heartbeat_timeout, kicks and shutdown."""
+        self._close_eio(self.server.manager.eio_sid_from_sid(sid, "/"))
+
+    def _end_session(self, eio_sid: str | None) -> None:
+        """End a misbehaving Engine.IO session at once, after what is queued for it (an `error`
+        saying why) and Engine.IO's CLOSE: it is not invited back."""
+        socket = self.server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is not None:
+            socket.close(wait=False, abort=False, reason=self.server.eio.reason.SERVER_DISCONNECT)
+
+    def _close_eio(self, eio_sid: str | None) -> None:
+        socket = self.server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is not None:  # else already gone
+            close_transport(socket, self.server.eio.reason.SERVER_DISCONNECT)
 
     def _guarded(self, event: str, handler: Callable[[str, Any], Reply | None]):
         error_reply = self._error_reply_for(event)
@@ -170,8 +259,7 @@ class SocketEvents:
                 self._spend(sid, session)
                 return handler(sid, data)
             except RateLimited:
-                payload = self._error(sid, event, "rate_limited",
-                                      f"more than {self.rate:g} events per second; dropped")
+                payload = self._rate_limited(sid, event)
                 return Reply("error", {**payload, "status": "error", "shouldReconnect": False},
                              ack_only=True)
             except Invalid as problem:
@@ -208,7 +296,11 @@ class SocketEvents:
                               f"this socket acts for {session.name!r}, not {name!r}")
             return
         self.presence.identities.verify(name, token)
+        if not self._new_record_allowed(name, session, guest=False):
+            raise Invalid("too_many_new_clients", self._too_many_names())
         session.name = name
+        session.authenticated = self.presence.identities.required
+        self._registered(session)
         log.info("socket %s registered as %s (%s)", sid, name, event)
         self._deliver(name, Connect(sid, session.ip, self._noticed()))
 
@@ -236,10 +328,12 @@ class SocketEvents:
             credentials = validation.connect_auth(auth)
         except Invalid as problem:
             raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
-        session = SocketSession(ip=validation.client_ip(environ),
+        session = SocketSession(ip=validation.client_ip(environ, self.proxy_hops),
                                 tokens=float(self.rate))
         if credentials.guest:
             guest_id, refused = self._guest_id(credentials.guest_id, credentials.resume_token)
+            if not self._new_record_allowed(guest_id, session, guest=True):
+                raise socketio.exceptions.ConnectionRefusedError(self._too_many_names())
             session.name, session.guest = guest_id, True
             session.display_name = credentials.display_name
             self.sessions[sid] = session
@@ -261,12 +355,18 @@ class SocketEvents:
                 self.presence.identities.verify(credentials.name, credentials.token)
             except Invalid as problem:
                 raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
+            if not self._new_record_allowed(credentials.name, session, guest=False):
+                raise socketio.exceptions.ConnectionRefusedError(self._too_many_names())
             session.name = credentials.name
+            session.authenticated = self.presence.identities.required
             self.sessions[sid] = session
             self._deliver(credentials.name, Connect(sid, session.ip, self._noticed()))
             log.info("socket %s registered as %s (connect)", sid, credentials.name)
             return True
         self.sessions[sid] = session
+        if self.unnamed_timeout > 0:
+            session.idle_timer = self.presence.call_later(
+                self.unnamed_timeout, lambda: self._close_if_idle(sid))
         return True
 
     def _guest_id(self, requested: str | None,
@@ -299,7 +399,11 @@ class SocketEvents:
 
     def on_disconnect(self, sid: str, *_: Any) -> None:
         session = self.sessions.pop(sid, None)
-        if session is None or session.name is None or self.presence.shutting_down:
+        if session is None:
+            return
+        self._registered(session)
+        session.complaints.flush(sid)
+        if session.name is None or self.presence.shutting_down:
             return
         self._deliver(session.name, Disconnect(sid, self._noticed()))
 
@@ -349,16 +453,89 @@ class SocketEvents:
         return None
 
     def on_watch(self, sid: str, data: Any) -> Reply:
-        validation.optional_mapping(data, "watch")
+        """Join the watchers; answer a snapshot of `names`, or of at most `watch_limit` records.
+
+        The snapshot is charged to the socket's event budget: one event per
+        `WATCH_RECORDS_PER_EVENT` records on top of the request itself. While a secret is set,
+        sockets without a verified identity get records without `ip`.
+        """
+        session = self.sessions[sid]
+        payload = validation.optional_mapping(data, "watch")
+        names = self._watch_names(payload.get("names"))
         self.server.enter_room(sid, WATCHERS_ROOM)
-        clients = [record.public() for record in self.presence.clients()]
-        return Reply("watch_snapshot", {"clients": clients})
+        session.watching = True
+        self._registered(session)
+        if names is not None:
+            records = self.presence.named(names)
+            total = len(records)
+        else:
+            everyone = list(self.presence.clients())
+            total = len(everyone)
+            records = (everyone if total <= self.watch_limit else
+                       heapq.nsmallest(self.watch_limit, everyone, key=lambda r: r.name))
+        hide_ip = self.presence.identities.required and not session.authenticated
+        clients = []
+        for start in range(0, len(records), WATCH_CHUNK):
+            if start:
+                self.server.sleep(0)  # let other sockets' readers run between chunks
+            for record in records[start:start + WATCH_CHUNK]:
+                client = record.public()
+                if hide_ip:
+                    del client["ip"]
+                clients.append(client)
+        session.tokens -= len(clients) / WATCH_RECORDS_PER_EVENT
+        return Reply("watch_snapshot", {"clients": clients, "total": total,
+                                        "truncated": len(clients) < total})
+
+    def _watch_names(self, names: Any) -> list[str] | None:
+        if names is None:
+            return None
+        if not isinstance(names, list) or len(names) > self.watch_limit:
+            raise Invalid("invalid_payload", f"watch names must be a list of at most "
+                                             f"{self.watch_limit} client names")
+        return list(dict.fromkeys(validation.name(name, "names[]") for name in names))
 
     def on_unwatch(self, sid: str, data: Any) -> Reply:
         validation.optional_mapping(data, "unwatch")
         self.server.leave_room(sid, WATCHERS_ROOM)
         return Reply("unwatch_response", {"status": "ok"})
 
-    def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
-        if sid in self.sessions:
-            self._error(sid, event, "unknown_event", f"unknown event {event!r}")
+    def on_unknown_event(self, event: str, sid: str, *args: Any) -> Reply | None:
+        """An event no handler knows: charged to the budget like any other, one `error`."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        event = str(event)[:MAX_EVENT_NAME]
+        try:
+            self._spend(sid, session)
+            payload = self._error(sid, event, "unknown_event", f"unknown event {event!r}")
+        except RateLimited:
+            payload = self._rate_limited(sid, event)
+        return Reply("error", {**payload, "status": "error"}, ack_only=True)
+
+    # --- packet-level rejections (web/limits.py) --------------------------------------------------
+    def on_malformed(self, eio_sid: str, problem: str) -> None:
+        """A packet that is no Socket.IO packet: an `error` (rate-limited); no traceback."""
+        sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
+        session = self.sessions.get(sid) if sid is not None else None
+        if session is None:  # nothing to answer on: close the connection
+            transport_complaints.note("sockets before connect", None, "malformed_packet",
+                                      f"{eio_sid}: {printable(problem)}")
+            self._end_session(eio_sid)
+            return
+        try:
+            self._spend(sid, session)
+            self._error(sid, None, "malformed_packet", problem)
+        except RateLimited:
+            self._rate_limited(sid, None)
+
+    def on_too_large(self, eio_sid: str, size: int) -> None:
+        """A message whose binary attachments exceed `max_http_buffer_size`: close the socket."""
+        sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
+        limit = self.server.eio.max_http_buffer_size
+        if sid is not None:
+            self._error(sid, None, "message_too_large",
+                        f"a message may hold at most {limit} bytes; closing")
+        else:
+            log.info("binary message of over %d bytes from %s; closing", limit, eio_sid)
+        self._end_session(eio_sid)

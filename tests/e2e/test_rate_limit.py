@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support.server import wait_for
@@ -65,3 +67,40 @@ def test_refused_heartbeats_change_nothing_and_the_socket_recovers(
     reply = wait_for(lambda: (r := client.heartbeat(name))["status"] == "ok" and r,
                      SHORT, 1.0 / RATE, "the socket's event budget to refill")
     assert reply["nextHeartbeatIn"] > 0
+
+
+def test_unknown_events_and_malformed_packets_are_rate_limited_and_logged_once(
+        server, connect, transport, unique):
+    name = unique("junk")
+    client = connect(server.url, transport, auth={"clientName": name})
+    before = server.log_text()
+    # python-engineio's client gives up on a poll answer of more than 16 packets: stay below
+    burst = BURST if transport == "websocket" else 7
+    for index in range(burst):
+        client.emit(f"no_such_event_{index}\n[STATUS] forged: online", {"x": index})
+        client.sio.eio.send("garbage that is no Socket.IO packet")
+
+    wait_for(lambda: len(client.of("error")) >= 2 * burst, SHORT, 0.05,
+             "every unknown event and malformed packet to be answered")
+    errors = client.of("error")
+    assert len(errors) == 2 * burst
+    codes = [error["code"] for error in errors]
+    assert {"unknown_event", "malformed_packet", "rate_limited"} <= set(codes)
+    assert codes.count("unknown_event") + codes.count("malformed_packet") <= RATE + 2
+    assert all(len(error["event"] or "") <= 64 for error in errors)
+    # the socket still works once its budget refills
+    wait_for(lambda: client.heartbeat(name)["status"] == "ok", SHORT, 1.0 / RATE,
+             "the socket's event budget to refill")
+    client.close()
+
+    def logged():
+        text = server.log_text()[len(before):]
+        return "more events from" in text and text
+
+    text = wait_for(logged, SHORT, 0.1, "the summary line of the rejected events")
+    assert "Traceback" not in text
+    rejected = [line for line in text.splitlines() if "rejected" in line]
+    assert len(rejected) <= 3, rejected  # one line, then one summary with a count
+    summary = re.search(r"rejected (\d+) more events", text)
+    assert summary and int(summary.group(1)) >= 2 * burst - 1, rejected
+    assert not any(line.startswith("[STATUS] forged") for line in text.splitlines())

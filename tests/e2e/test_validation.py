@@ -23,6 +23,9 @@ BAD_PAYLOADS = {
         {"clientName": SELF, "ip_address": 5}, {"clientName": SELF, "ip_address": "i" * 65},
         {"clientName": SELF, "timestamp": {"at": 1}}, {"clientName": SELF, "timestamp": True},
         {"clientName": SELF, "timestamp": "t" * 65}, {"clientName": SELF, "token": 5},
+        {"clientName": "evil\ud800"}, {"clientName": "bidi\u202eevil"},
+        {"clientName": SELF, "ip_address": "evil\ud800"},
+        {"clientName": SELF, "ip_address": "1.2.3.4\n[STATUS] forged"},
     ],
     "client_status_request": [
         None, "text", 42, [], {}, {"clientName": ""}, {"clientName": 7},
@@ -165,6 +168,7 @@ BAD_AUTH = [
     {"clientName": " padded "}, {"clientName": "fine", "token": 5},
     {"guest": "yes"}, {"guest": 1}, {"guest": True, "name": ""}, {"guest": True, "name": 5},
     {"guest": True, "name": "g" * 65}, {"guest": True, "name": "Visitor", "guestId": ""},
+    {"guest": True, "name": "evil\ud800"}, {"guest": True, "name": "Visitor\n[STATUS] x"},
     {"guest": True, "name": "Visitor", "guestId": "bad\x00id"},
 ]
 # The refusal happens in the connect handler whatever the transport; over long-polling each

@@ -36,7 +36,7 @@ FAST = {
     "socket": {"ping_interval": "1s", "ping_timeout": "3s"},
     "guests": {"connection_timeout": "2s", "cleanup_interval": "1s"},
     "shutdown": {"reconnect_after": "1s", "notice_delay": "0.3s", "timeout": "8s"},
-    "security": {"max_events_per_second": 1000},
+    "security": {"max_events_per_second": 1000, "new_records_per_minute": 0},
 }
 
 

@@ -20,7 +20,7 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "socket.ping_interval": 30.0,
     "socket.ping_timeout": 120.0,
     "socket.max_http_buffer_size": 1_000_000,
-    "socket.cors_allowed_origins": "*",
+    "socket.cors_allowed_origins": "same-origin",  # seed 000 said "*": now an explicit opt-in
     "guests.connection_timeout": 180.0,
     "guests.cleanup_interval": 300.0,
     "guests.purge_on_startup": True,
@@ -33,6 +33,12 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "security.admin_token": None,
     "security.secret": None,
     "security.max_events_per_second": 10,
+    # issue 10, hostile input (not from the seeds)
+    "server.proxy_hops": 0,
+    "server.read_timeout": 30.0,
+    "socket.unnamed_timeout": 120.0,
+    "security.watch_snapshot_limit": 500,
+    "security.new_records_per_minute": 120,
 }
 
 
@@ -92,6 +98,24 @@ def test_environment_keys_win_over_files(tmp_path):
     assert config.socket["cors_allowed_origins"] == ["https://a.example", "https://b.example"]
 
 
+def test_input_limit_keys(tmp_path):
+    defaults = load_config(environ={})
+    assert defaults.server["proxy_hops"] == 0 and defaults.server["read_timeout"] == 30.0
+    assert defaults.socket["unnamed_timeout"] == 120.0
+    assert defaults.security["watch_snapshot_limit"] == 500
+    assert defaults.security["new_records_per_minute"] == 120
+    config = load_config(write(tmp_path, {
+        "server": {"proxy_hops": 1, "read_timeout": 0},
+        "socket": {"cors_allowed_origins": "*", "unnamed_timeout": "0"},
+        "security": {"new_records_per_minute": 0}}), environ={})
+    assert config.server["proxy_hops"] == 1 and config.server["read_timeout"] == 0
+    assert config.socket["cors_allowed_origins"] == "*" and config.socket["unnamed_timeout"] == 0
+    assert config.security["new_records_per_minute"] == 0
+    for same in (None, [], "same-origin"):
+        overlay = write(tmp_path, {"socket": {"cors_allowed_origins": same}})
+        assert load_config(overlay, environ={}).socket["cors_allowed_origins"] == "same-origin"
+
+
 def test_conventional_variables(tmp_path):
     config = load_config(environ={"PRESENCE_ADMIN_TOKEN": "t0k", "PRESENCE_SECRET": "s3",
                                   "PRESENCE_NODE_ID": "node-7", "LOG_LEVEL": "debug",
@@ -112,6 +136,14 @@ def test_conventional_variables(tmp_path):
     ({"store": {"offline_retention": "soon"}}, {}, "store.offline_retention"),
     ({"shutdown": {"notice_delay": "20s"}}, {}, "shutdown.notice_delay"),
     ({"socket": {"cors_allowed_origins": 5}}, {}, "socket.cors_allowed_origins"),
+    ({"socket": {"cors_allowed_origins": ["*", "https://a.example"]}}, {},
+     "socket.cors_allowed_origins"),
+    ({"socket": {"cors_allowed_origins": "a.example"}}, {}, "socket.cors_allowed_origins"),
+    ({"server": {"proxy_hops": -1}}, {}, "server.proxy_hops"),
+    ({"server": {"read_timeout": "soon"}}, {}, "server.read_timeout"),
+    ({"socket": {"unnamed_timeout": -3}}, {}, "socket.unnamed_timeout"),
+    ({"security": {"watch_snapshot_limit": 0}}, {}, "security.watch_snapshot_limit"),
+    ({"security": {"new_records_per_minute": "many"}}, {}, "security.new_records_per_minute"),
     ({}, {"PRESENCE__MONITORING__MAX_MISSED_HEARTBEATS": "0"}, "monitoring.max_missed_heartbeats"),
     ({}, {"PRESENCE__MONITORING": "1"}, "PRESENCE__MONITORING"),
     ({}, {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
