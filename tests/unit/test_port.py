@@ -17,9 +17,10 @@ from presence_server.presence import Presence
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
-# What web/ may import of presence: the messages it delivers and the record shapes it shows.
+# What web/ may import of presence: the messages it delivers, the record shapes it shows, the
+# clock's types and the watchers' room name.
 ALLOWED = {"presence_server.actors.messages", "presence_server.actors.feed",
-           "presence_server.store.records"}
+           "presence_server.actors.clock", "presence_server.store.records"}
 FORBIDDEN_PREFIXES = ("presence_server.actors", "presence_server.store", "presence_server.runtime",
                       "presence_server.presence")
 # Attributes that would mean reaching past the port into the core.
