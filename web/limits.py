@@ -246,3 +246,29 @@ class GuardedServer(ReplyServer):
             self._binary_packet.pop(eio_sid, None)
             self.on_malformed(eio_sid, str(problem)[:200])
             return None
+
+    def _handle_event(self, eio_sid, namespace, id, data):
+        """Refuse an event packet that names no event or comes for a namespace the connection
+        did not join, before python-socketio indexes it (a traceback) or logs it (a warning per
+        packet)."""
+        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+            self.on_malformed(eio_sid, "an event packet is a list that starts with the event name")
+            return None
+        if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is None:
+            self.on_malformed(eio_sid, f"event for namespace {printable(namespace or '/')[:64]}, "
+                                       "which this connection has not joined")
+            return None
+        return super()._handle_event(eio_sid, namespace, id, data)
+
+    def _handle_ack(self, eio_sid, namespace, id, data):
+        """Refuse an ack that answers no request of ours (python-socketio would log a warning
+        per packet) or carries no argument list (a traceback)."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if sid is None or id not in self.manager.callbacks.get(sid, {}):
+            self.on_malformed(eio_sid, "an ack that answers no request")
+            return None
+        if not isinstance(data, list):
+            self.manager.callbacks[sid].pop(id, None)
+            self.on_malformed(eio_sid, "an ack packet carries a list of arguments")
+            return None
+        return super()._handle_ack(eio_sid, namespace, id, data)

@@ -104,3 +104,33 @@ def test_unknown_events_and_malformed_packets_are_rate_limited_and_logged_once(
     summary = re.search(r"rejected (\d+) more events", text)
     assert summary and int(summary.group(1)) >= 2 * burst - 1, rejected
     assert not any(line.startswith("[STATUS] forged") for line in text.splitlines())
+
+
+# Decodable Socket.IO packets of the wrong shape: python-socketio indexed or logged each of them
+# (a traceback or a warning per packet) before they reached our handlers.
+# (sent as Engine.IO messages: the Engine.IO "4" is added by the client)
+WRONG_SHAPES = [
+    '2{"not": "a list"}',    # an event whose data is no list
+    "2[]",                   # an event with no name
+    "2[7]",                  # an event whose name is no string
+    '2/nowhere,["x"]',       # an event for a namespace the socket never joined
+    '3999["x"]',             # an ack answering no request
+]
+
+
+@pytest.mark.parametrize("raw", WRONG_SHAPES)
+def test_packets_of_the_wrong_shape_get_an_error_and_no_traceback(
+        server, connect, transport, unique, raw):
+    name = unique("shape")
+    client = connect(server.url, transport, auth={"clientName": name})
+    before = server.log_text()
+    for _ in range(3):
+        client.sio.eio.send(raw)
+    wait_for(lambda: len(client.of("error")) >= 3, SHORT, 0.05, "an error for each packet")
+    assert {error["code"] for error in client.of("error")} <= {"malformed_packet",
+                                                               "rate_limited"}
+    wait_for(lambda: client.heartbeat(name)["status"] == "ok", SHORT, 1.0 / RATE,
+             "the socket to serve again once its budget refills")
+    text = server.log_text()[len(before):]
+    assert "Traceback" not in text and "Unknown callback" not in text, text[-2000:]
+    assert "is not connected to namespace" not in text, text[-2000:]
