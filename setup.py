@@ -36,6 +36,8 @@ SERVER_REQUIRES = [
     "Pykka>=4.0,<5",  # actors/ondemand.py builds on pykka.Actor's runtime hooks
     "redis>=5.0",
     "PyYAML>=6.0",
+    # /metrics (presence_server/metrics.py): public API only; the range it was tested with
+    "prometheus-client>=0.17,<0.27",
     # [gevent]: gunicorn's gevent worker (the Procfile's, via gevent-websocket) imports
     # `packaging`, which gunicorn >= 24 only installs with that extra.
     "gunicorn[gevent]>=22.0",

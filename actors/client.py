@@ -16,6 +16,7 @@ from typing import Any
 from . import state as machine
 from .clock import Cancelable, Clock, Scheduler
 from .feed import PresenceFeed
+from .instruments import NO_INSTRUMENTS, Instruments
 from .messages import ActorDied, ClientIdle, GetState, Retire, Tick
 from .ondemand import OnDemandActor
 
@@ -43,6 +44,7 @@ class ActorContext:
     clock: Clock
     scheduler: Scheduler
     supervisor: Any  # the supervisor's ActorRef (tell only)
+    instruments: Instruments = NO_INSTRUMENTS  # metrics: offline lateness, sweep durations
 
 
 def carry_out(context: ActorContext, after: machine.ClientState,
@@ -57,6 +59,8 @@ def carry_out(context: ActorContext, after: machine.ClientState,
         if isinstance(effect, machine.StatusChanged):
             record = record or after.to_record(context.timing)
             feed.status_changed(record, effect.previous)
+            if effect.due is not None:  # a deadline decided it: how late did it come?
+                context.instruments.offline_late(after.reason, after.since - effect.due)
         elif isinstance(effect, machine.Contacted):
             record = record or after.to_record(context.timing)
             feed.contacted(record)

@@ -133,9 +133,14 @@ class ClientState:
 # Effects: what the actor must do after a step.
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
-    """Persist, log and tell watchers; `previous` is the status before (None if new)."""
+    """Persist, log and tell watchers; `previous` is the status before (None if new).
+
+    `due` is the deadline this change was decided at, for an offline that a deadline decided
+    (heartbeat_timeout, reconnect_timeout, offline_timeout): how late it came is measured from it.
+    """
 
     previous: str | None
+    due: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,12 +200,13 @@ def is_idle(state: ClientState) -> bool:
     return state.status in (None, OFFLINE) and not state.sockets
 
 
-def _change(state: ClientState, status: str, reason: str, now: float, **changes: object) -> Step:
+def _change(state: ClientState, status: str, reason: str, now: float, *,
+            due: float | None = None, **changes: object) -> Step:
     previous = state.status
     new_state = replace(
         state, status=status, reason=reason, since=now, version=state.version + 1, **changes
     )
-    return new_state, (StatusChanged(previous),)
+    return new_state, (StatusChanged(previous, due),)
 
 
 def _back(state: ClientState, sid: str, now: float, contact: dict[str, object]) -> Step:
@@ -275,10 +281,11 @@ def on_tick(state: ClientState, message: Tick, timing: Timing) -> Step:
         # e.g. the heartbeats a client sent while the process was paused are still unread
         return state, (Recheck(message.now + STALL_RECHECK, message.rechecks + 1),)
     if state.status == ONLINE and state.sockets:
-        new_state, effects = _change(state, OFFLINE, "heartbeat_timeout", message.now,
+        new_state, effects = _change(state, OFFLINE, "heartbeat_timeout", message.now, due=due,
                                      sockets=frozenset())
         return new_state, (*effects, CloseSockets(state.sockets))
-    return _change(state, OFFLINE, "reconnect_timeout", message.now, grace_started=None)
+    return _change(state, OFFLINE, "reconnect_timeout", message.now, due=due,
+                   grace_started=None)
 
 
 def on_check_answered(state: ClientState, message: CheckAnswered, timing: Timing) -> Step:
@@ -320,7 +327,8 @@ def on_offline_timeout(state: ClientState, message: OfflineTimeout, timing: Timi
     contact = state.last_contact or state.last_seen or state.since
     if message.now - contact < timing.offline_timeout:
         return state, ()
-    return _change(state, OFFLINE, "offline_timeout", message.now, grace_started=None)
+    return _change(state, OFFLINE, "offline_timeout", message.now,
+                   due=contact + timing.offline_timeout, grace_started=None)
 
 
 def _restart_grace(state: ClientState, reason: str, now: float) -> Step:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -253,11 +254,13 @@ class Supervisor(pykka.ThreadingActor):
 
     # --- sweeps -----------------------------------------------------------------------------------
     def _sweep(self, message: Sweep) -> None:
+        started = time.perf_counter()
         try:
             self._reconcile(message.now)
             self._send_connection_checks(message.now)
             self._offline_backstop(message.now)
         finally:
+            self.context.instruments.swept("connection_check", time.perf_counter() - started)
             self._every("sweep", self.intervals.connection_check, Sweep)
 
     def _reconcile(self, now: float) -> None:
@@ -326,6 +329,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def _guest_cleanup(self, message: GuestCleanup) -> None:
         """Delete offline guests, and offline clients past `store.offline_retention`."""
+        started = time.perf_counter()
         try:
             retention = self.intervals.offline_retention
             guests, retired = [], []
@@ -347,6 +351,7 @@ class Supervisor(pykka.ThreadingActor):
                 log.info("retention: deleted %d clients offline for longer than %gs",
                          len(retired), retention)
         finally:
+            self.context.instruments.swept("guest_cleanup", time.perf_counter() - started)
             self._every("guests", self.intervals.guest_cleanup, GuestCleanup)
 
     def _remove(self, records: list[ClientRecord], reason: str, now: float) -> int:

@@ -180,6 +180,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
     "cluster": {"node_timeout": _positive_duration},
     "security": {
         "admin_token": _optional_text,
+        "metrics_token": _optional_text,
         "secret": _optional_text,
         "max_events_per_second": _positive_int,
         "watch_snapshot_limit": _positive_int,

@@ -19,6 +19,7 @@ from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import Cancelable, Clock, Scheduler
 from presence_server.actors.feed import Emit, PresenceFeed
 from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient, Route
+from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
 from presence_server.actors.stats import store_stats
 from presence_server.actors.supervisor import (
@@ -31,6 +32,8 @@ from presence_server.actors.supervisor import (
 from presence_server.store.base import Store
 from presence_server.store.records import ClientRecord, Transition
 from presence_server.web.identity import Identities
+
+from .metrics import PresenceMetrics
 
 ADMIN_TIMEOUT = 10.0  # seconds an admin operation may wait for the supervisor
 
@@ -54,17 +57,20 @@ class Presence:
         self._internals = internals
         self.feed: PresenceFeed | None = None
         self.supervisor: Any = None
+        self.meters = PresenceMetrics(counts=store.counts, mailbox=Mailbox.waiting)
 
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
         starts the supervisor."""
         self.feed = PresenceFeed(self.store, emit=emit, disconnect=close)
+        self.feed.subscribe(self.meters.status_changed)
         self.supervisor = Supervisor.start(self.directory, self._actor_context, self.intervals,
                                            sockets, self.node)
 
     def _actor_context(self, supervisor_ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
-                            scheduler=self.scheduler, supervisor=supervisor_ref)
+                            scheduler=self.scheduler, supervisor=supervisor_ref,
+                            instruments=self.meters)
 
     # --- time ---------------------------------------------------------------------------------
     def now(self) -> float:
@@ -91,6 +97,10 @@ class Presence:
             entry.ref.tell(message)
         else:
             self.supervisor.tell(Route(name, message, guest, display_name))
+
+    def heartbeat_handled(self, seconds: float) -> None:
+        """Count one heartbeat, handled in `seconds` (O(1), no lock: the hot path)."""
+        self.meters.heartbeat(seconds)
 
     def status_of(self, name: str) -> str | None:
         """The client's status once every message sent for it before this call was handled."""
@@ -134,6 +144,10 @@ class Presence:
         body["uptime"] = round(self.uptime(), 3)
         body.update(self._internals())
         return body
+
+    def metrics(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The Prometheus exposition (text, or OpenMetrics when `accept` asks) and its type."""
+        return self.meters.exposition(accept)
 
     def health(self) -> dict[str, Any]:
         store = self.store.health()

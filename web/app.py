@@ -13,6 +13,7 @@ from presence_server.config import SAME_ORIGIN
 
 from . import frames, limits, pings, writer
 from .api import api
+from .metrics import metrics
 from .page import page
 from .rooms import IndexedManager
 from .sockets import SocketEvents
@@ -42,6 +43,7 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
     app.json.sort_keys = False
     app.extensions["presence"] = presence
     app.config["PRESENCE_ADMIN_TOKEN"] = config.security["admin_token"]
+    app.config["PRESENCE_METRICS_TOKEN"] = config.security.get("metrics_token")
     sockets = config.socket
     socketio = SocketIO(
         app,
@@ -67,6 +69,7 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
     events.register()
     app.register_blueprint(api)
     app.register_blueprint(page)
+    app.register_blueprint(metrics)
     return app, socketio, events
 
 

@@ -35,6 +35,9 @@ class PresencePort(Protocol):
                 display_name: str | None = None) -> None:
         """Hand a message to the client's actor; never waits (the heartbeat path)."""
 
+    def heartbeat_handled(self, seconds: float) -> None:
+        """Count one heartbeat handled in `seconds` for the metrics; O(1) (the hot path)."""
+
     def status_of(self, name: str) -> str | None:
         """The client's status after every message sent for it before was handled."""
 
@@ -51,6 +54,9 @@ class PresencePort(Protocol):
     def named(self, names: Iterable[str]) -> list[ClientRecord]: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def metrics(self, accept: str | None = None) -> tuple[bytes, str]:
+        """Prometheus exposition for `GET /metrics` (format chosen by `accept`), content type."""
 
     def health(self) -> dict[str, Any]: ...
 

@@ -420,10 +420,13 @@ class SocketEvents:
         validation.optional_timestamp(payload.get("timestamp"))
         self._bind(sid, session, name, validation.optional_token(payload.get("token")),
                    "heartbeat")
-        self._deliver(name, Heartbeat(sid, ip, self._noticed()))
+        noticed = self._noticed()
+        self._deliver(name, Heartbeat(sid, ip, noticed))
+        now = self._now()
+        self.presence.heartbeat_handled(now - noticed)  # metrics: O(1), no lock
         return Reply("heartbeat_response", {
             "status": "ok",
-            "timestamp": iso(self._now()),
+            "timestamp": iso(now),
             "message": "heartbeat received",
             "nextHeartbeatIn": self.next_heartbeat_ms,
         })

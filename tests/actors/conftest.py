@@ -69,6 +69,20 @@ class Recorder:
             return [d for e, d, _ in self.emitted if e == event]
 
 
+@dataclass
+class RecordingInstruments:
+    """Stands in for the metrics: records what the actors report (actors/instruments.py)."""
+
+    late: list[tuple[str, float]] = field(default_factory=list)
+    sweeps: list[tuple[str, float]] = field(default_factory=list)
+
+    def offline_late(self, reason: str, seconds: float) -> None:
+        self.late.append((reason, seconds))
+
+    def swept(self, sweep: str, seconds: float) -> None:
+        self.sweeps.append((sweep, seconds))
+
+
 class World:
     """A supervisor and its client actors, on a manual clock, over a real SQLite file."""
 
@@ -79,13 +93,14 @@ class World:
         self.feed = PresenceFeed(self.store, emit=self.sockets.emit,
                                  disconnect=self.sockets.disconnect)
         self.directory: dict[str, ClientEntry] = {}
+        self.instruments = RecordingInstruments()
         self.node = node
         self.supervisor = Supervisor.start(self.directory, self._context, intervals,
                                            self.sockets, node)
 
     def _context(self, ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=TIMING, clock=self.clock,
-                            scheduler=self.clock, supervisor=ref)
+                            scheduler=self.clock, supervisor=ref, instruments=self.instruments)
 
     def now(self) -> float:
         return self.clock.now()

@@ -39,6 +39,8 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "socket.unnamed_timeout": 120.0,
     "security.watch_snapshot_limit": 500,
     "security.new_records_per_minute": 120,
+    # issue 12, /metrics: open unless a token is set
+    "security.metrics_token": None,
 }
 
 

@@ -172,7 +172,7 @@ class TestReconnectGrace:
         assert state.status == "reconnecting" and effects == []
         state, effects = run(state, Tick(T0 + 130))
         assert (state.status, state.reason) == ("offline", "reconnect_timeout")
-        assert effects == [StatusChanged("reconnecting")]
+        assert effects == [StatusChanged("reconnecting", due=T0 + 130)]  # the grace end
 
     def test_recent_heartbeat_postpones_the_offline_decision(self):
         timing = Timing(heartbeat_interval=30, max_missed_heartbeats=3, heartbeat_grace_period=60,
@@ -342,13 +342,14 @@ class TestOfflineBackstop:
         state, effects = run(state, OfflineTimeout(T0 + 10 + 300))
         assert (state.status, state.reason, state.since) == ("offline", "offline_timeout",
                                                               T0 + 310)
-        assert state.version == 2 and effects == [StatusChanged("online")]
+        assert state.version == 2 and effects == [StatusChanged("online", due=T0 + 310)]
         assert state.to_record(TIMING).grace_until is None
 
     def test_a_stored_reconnecting_record_goes_offline_too(self):
         state = self.stored(Disconnect("s1", T0 + 1))
         state, effects = run(state, OfflineTimeout(T0 + 1000))
-        assert (state.reason, effects) == ("offline_timeout", [StatusChanged("reconnecting")])
+        assert (state.reason, effects) == ("offline_timeout",
+                                           [StatusChanged("reconnecting", due=T0 + 300)])
 
     def test_contact_counts_not_only_heartbeats(self):
         state = self.stored(CheckAnswered("s1", T0 + 200))
@@ -548,3 +549,33 @@ class TestStall:
                              Tick(now + 1, now + 1, 1))
         assert (state.status, state.reason) == ("online", "reconnected")
         assert [c.previous for c in changes(effects)] == ["reconnecting"]
+
+
+class TestOfflineDeadline:
+    """An offline that a deadline decided carries that deadline (`presence_offline_lateness`)."""
+
+    def test_heartbeat_timeout_carries_the_silence_deadline(self):
+        state, effects = run(online(), Heartbeat("s1", None, T0 + 5), Tick(T0 + 95.25))
+        assert state.reason == "heartbeat_timeout"
+        assert changes(effects) == [StatusChanged("online", due=T0 + 5 + 90)]
+
+    def test_reconnect_timeout_carries_the_grace_end_of_the_state_before(self):
+        gone, _ = run(online(guest=True), Disconnect("s1", T0 + 1))
+        state, effects = run(gone, Tick(T0 + 1 + 180 + 0.5))
+        assert state.reason == "reconnect_timeout"
+        assert changes(effects) == [StatusChanged("reconnecting", due=deadline(gone, TIMING))]
+        assert deadline(gone, TIMING) == T0 + 181
+
+    def test_a_decision_delayed_by_stall_rechecks_keeps_the_first_deadline(self):
+        state, due = online(), T0 + 90
+        fired = due
+        for rechecks in range(machine.STALL_RECHECKS):
+            state, _ = run(state, Tick(fired + 5, fired, rechecks))
+            fired += 5 + machine.STALL_RECHECK
+        state, effects = run(state, Tick(fired + 5, fired, machine.STALL_RECHECKS))
+        assert changes(effects) == [StatusChanged("online", due=due)]
+
+    def test_changes_no_deadline_decided_carry_none(self):
+        _, effects = run(new(), Connect("s1", None, T0), Disconnect("s1", T0 + 1),
+                         Connect("s2", None, T0 + 2), Kick(T0 + 3))
+        assert [change.due for change in changes(effects)] == [None, None, None, None]
