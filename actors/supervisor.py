@@ -308,8 +308,12 @@ class Supervisor(pykka.ThreadingActor):
         payload = {"timestamp": iso(message.now),
                    "expect_response_within": int(CHECK_RESPONSE_WINDOW * 1000)}
         for sid, name in message.sockets:
-            if self.sockets.name_of(sid) == name:  # still connected, still the same client
+            if self.sockets.name_of(sid) != name:
+                continue  # gone, or another client's socket now
+            try:
                 self.sockets.send_check(sid, name, {"client_name": name, **payload})
+            except Exception:  # one broken socket must not cost the others their checks
+                log.exception("could not send connection_check to %s (%s)", sid, name)
 
     def _offline_backstop(self, now: float) -> None:
         store = self.context.feed.store

@@ -254,6 +254,9 @@ class GuardedServer(ReplyServer):
         if not (isinstance(data, list) and data and isinstance(data[0], str)):
             self.on_malformed(eio_sid, "an event packet is a list that starts with the event name")
             return None
+        if data[0] in self.reserved_events:  # python-socketio would call our connect handler
+            self.on_malformed(eio_sid, f"{data[0]!r} is not an event a client may send")
+            return None
         if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is None:
             self.on_malformed(eio_sid, f"event for namespace {printable(namespace or '/')[:64]}, "
                                        "which this connection has not joined")
@@ -264,7 +267,9 @@ class GuardedServer(ReplyServer):
         """Refuse an ack that answers no request of ours (python-socketio would log a warning
         per packet) or carries no argument list (a traceback)."""
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
-        if sid is None or id not in self.manager.callbacks.get(sid, {}):
+        # ids start at 1; python-socketio keeps its id counter under 0
+        if (sid is None or not isinstance(id, int) or id <= 0
+                or id not in self.manager.callbacks.get(sid, {})):
             self.on_malformed(eio_sid, "an ack that answers no request")
             return None
         if not isinstance(data, list):

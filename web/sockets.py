@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("presence.sockets")
 
+GUEST_PREFIX = "guest-"  # guest ids are issued by the server; no client may register one
+
 WATCH_RECORDS_PER_EVENT = 20  # a watch snapshot costs one event of the budget per 20 records
 WATCH_CHUNK = 100  # records serialised between two yields to the other sockets
 REJECT_PAUSE = 0.01  # a socket's reader pauses this long after each refused event
@@ -295,6 +297,9 @@ class SocketEvents:
                 raise Invalid("identity_mismatch",
                               f"this socket acts for {session.name!r}, not {name!r}")
             return
+        if name.startswith(GUEST_PREFIX):
+            raise Invalid("reserved_name", f"names starting with {GUEST_PREFIX!r} are guest ids, "
+                                           "issued by the server (connect as a guest instead)")
         self.presence.identities.verify(name, token)
         if not self._new_record_allowed(name, session, guest=False):
             raise Invalid("too_many_new_clients", self._too_many_names())
@@ -352,16 +357,10 @@ class SocketEvents:
             return True
         if credentials.name is not None:
             try:
-                self.presence.identities.verify(credentials.name, credentials.token)
+                self._bind(sid, session, credentials.name, credentials.token, "connect")
             except Invalid as problem:
                 raise socketio.exceptions.ConnectionRefusedError(str(problem)) from None
-            if not self._new_record_allowed(credentials.name, session, guest=False):
-                raise socketio.exceptions.ConnectionRefusedError(self._too_many_names())
-            session.name = credentials.name
-            session.authenticated = self.presence.identities.required
             self.sessions[sid] = session
-            self._deliver(credentials.name, Connect(sid, session.ip, self._noticed()))
-            log.info("socket %s registered as %s (connect)", sid, credentials.name)
             return True
         self.sessions[sid] = session
         if self.unnamed_timeout > 0:
@@ -378,14 +377,14 @@ class SocketEvents:
         client holds that name; else the guest gets a new id.
         """
         if requested is None:
-            return f"guest-{uuid.uuid4().hex[:16]}", None
+            return f"{GUEST_PREFIX}{uuid.uuid4().hex[:16]}", None
         try:
             self.presence.identities.verify_guest(requested, resume_token)
         except Invalid as problem:
-            return f"guest-{uuid.uuid4().hex[:16]}", problem
+            return f"{GUEST_PREFIX}{uuid.uuid4().hex[:16]}", problem
         record = self.presence.current(requested)
         if record is not None and not record.guest:
-            return f"guest-{uuid.uuid4().hex[:16]}", Invalid(
+            return f"{GUEST_PREFIX}{uuid.uuid4().hex[:16]}", Invalid(
                 "guest_id_taken", f"{requested!r} is a registered client, not a guest")
         return requested, None
 

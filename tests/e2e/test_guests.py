@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 
 import pytest
-from presence_server.web.identity import GUEST_KEY, Identities
 
 from tests.support.server import wait_for
 
@@ -199,20 +197,22 @@ def test_guest_keeps_its_id_across_a_restart_that_purged_guests(
     assert stranger["guestId"] != guest_id
 
 
-def test_a_valid_token_never_resumes_a_name_a_registered_client_holds(server, connect, transport,
-                                                                      unique):
-    """Without a secret anyone may register `guest-…` as a plain name: a resume token for that
-    id (signed with the key the server keeps in its store) does not make a guest of it."""
-    name = f"guest-{unique('plain')}"
-    member = connect(server.url, transport, auth={"clientName": name})
-    before = wait_record(server, name, "online", guest=False)
-    with sqlite3.connect(server.workdir / "presence.db") as db:
-        [(key,)] = db.execute("SELECT value FROM meta WHERE key = ?", (GUEST_KEY,)).fetchall()
-    token = Identities(None, guest_key=key).guest_token(name)
+def test_no_client_may_register_a_guest_id_as_its_name(server, connect, transport, unique):
+    """Guest ids are the server's: a plain client naming itself `guest-…` (at connect or by its
+    first heartbeat) is refused, so it can neither join a live guest's actor nor squat an id a
+    guest will resume after a restart."""
+    guest, registered = join_as_guest(server, connect, transport)
+    guest_id = registered["guestId"]
+    before = wait_record(server, guest_id, "online", guest=True)
 
-    guest, registered = join_as_guest(server, connect, transport, guestId=name, resumeToken=token)
+    message = refusal(server, transport, {"clientName": guest_id})
+    assert "guest" in message, message
+    squat = f"guest-{unique('squat')}"
+    squatter = connect(server.url, transport)
+    reply = squatter.heartbeat(squat)
+    assert reply["status"] == "error" and reply["code"] == "reserved_name", reply
 
-    assert registered["guestId"] != name
-    assert guest.wait_event("error")["code"] == "guest_id_taken"
-    assert server.client(name)["version"] == before["version"]
-    assert member.heartbeat(name)["status"] == "ok"
+    after = server.client(guest_id)
+    assert (after["guest"], after["connections"], after["version"]) == (
+        True, before["connections"], before["version"])
+    assert server.client(squat) is None

@@ -115,6 +115,9 @@ WRONG_SHAPES = [
     "2[7]",                  # an event whose name is no string
     '2/nowhere,["x"]',       # an event for a namespace the socket never joined
     '3999["x"]',             # an ack answering no request
+    '30["x"]',               # an ack naming python-socketio's own id counter
+    '2["connect",{"REMOTE_ADDR":"10.9.9.9"},{"guest":true}]',  # reserved event names
+    '2["disconnect"]',
 ]
 
 
