@@ -390,6 +390,13 @@ def guest_expired(record: ClientRecord) -> bool:
     return record.guest and record.status == OFFLINE
 
 
+def guest_gone_before(record: ClientRecord, before: float, connected: bool) -> bool:
+    """A guest last heard from before `before` that holds no live socket: the admin cleanup by
+    date deletes it (never a connected guest, however old its last contact)."""
+    last_heard = record.last_contact or record.last_seen or record.since
+    return record.guest and not connected and last_heard < before
+
+
 def retention_expired(record: ClientRecord, now: float, retention: float | None) -> bool:
     """An offline registered client offline for longer than `store.offline_retention`."""
     return (retention is not None and not record.guest and record.status == OFFLINE

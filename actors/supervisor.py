@@ -459,9 +459,8 @@ class Supervisor(pykka.ThreadingActor):
             guests = store.guests()
         if message.before is not None:  # old guests that are gone, never a connected one
             connected = set(self.sockets.live_sockets().values())
-            guests = [r for r in guests
-                      if (r.last_contact or r.last_seen or r.since) < message.before
-                      and r.name not in connected and not self._has_sockets(r.name)]
+            guests = [r for r in guests if machine.guest_gone_before(
+                r, message.before, r.name in connected or self._has_sockets(r.name))]
         return self._remove(guests, "admin", message.now)
 
     def _delete_client(self, message: DeleteClient) -> bool:
@@ -477,12 +476,6 @@ class Supervisor(pykka.ThreadingActor):
     def _has_sockets(self, name: str) -> bool:
         entry = self.directory.get(name)
         return entry is not None and bool(entry.state.sockets)
-
-
-def status_of(directory: Mapping[str, ClientEntry], name: str) -> str | None:
-    """A client's live status without asking its actor (None when no actor holds it)."""
-    entry = directory.get(name)
-    return entry.state.status if entry is not None else None
 
 
 READ_TIMEOUT = 5.0  # seconds a status request waits for the messages sent before it
@@ -512,5 +505,5 @@ def settled_status(directory: Mapping[str, ClientEntry], supervisor: Any, store:
     return record.status if record is not None else None
 
 
-__all__ = ["Intervals", "Supervisor", "settled_status", "status_of", "ONLINE", "RECONNECTING",
+__all__ = ["Intervals", "Supervisor", "settled_status", "ONLINE", "RECONNECTING",
            "ClientRecord"]

@@ -221,6 +221,7 @@ class SqliteStore(Store):
             names = [(name,) for name in deletes]
             db.executemany("DELETE FROM clients WHERE name = ?", names)
             db.executemany("DELETE FROM transitions WHERE name = ?", names)
+            self._forget_trims(deletes)
         self._upsert(db, records)
         if contacts:
             self._write_contacts(db, contacts)
@@ -253,6 +254,7 @@ class SqliteStore(Store):
             else:
                 db.execute("RELEASE one")
 
+        self._forget_trims(deletes)
         for name in deletes:
             attempt(name, lambda name=name: (
                 db.execute("DELETE FROM clients WHERE name = ?", (name,)),
@@ -301,6 +303,11 @@ class SqliteStore(Store):
         ).rowcount
         if updated != len(contacts):
             self._upsert(db, contacts)
+
+    def _forget_trims(self, names: set[str]) -> None:
+        """Deleted clients need no trim count (writer thread only): guest churn must not grow it."""
+        for name in names:
+            self._written_since_trim.pop(name, None)
 
     def _due_for_trim(self, transitions: list[Transition]) -> list[str]:
         """Names with TRIM_SLACK transitions written since their last trim (writer thread only)."""

@@ -549,3 +549,21 @@ def test_store_stats_match_compute_stats_over_all_records(tmp_path):
     for now, window in ((1000.0, 60.0), (1000.5, 30.0), (2000.0, 60.0)):
         assert store_stats(store, now, window) == compute_stats(store.all(), now, window)
     store.close()
+
+
+def test_deleted_clients_leave_no_trim_counter_behind(tmp_path):
+    """Guest churn: every name ever written must not stay in the writer's bookkeeping."""
+    store = open_store(f"sqlite:///{tmp_path / 'presence.db'}")
+    try:
+        for n in range(50):
+            name = f"guest-{n}"
+            record = ClientRecord(name=name, status="online", reason="connected", since=1.0,
+                                  last_seen=None, last_contact=None, ip=None, guest=True,
+                                  node="n1", connections=1, version=1)
+            store.save(record, Transition(name, "online", None, "connected", 1.0, 1, "n1"))
+        store.flush()
+        assert len(store._written_since_trim) == 50
+        store.delete([f"guest-{n}" for n in range(50)])
+        assert store._written_since_trim == {}
+    finally:
+        store.close()
