@@ -457,17 +457,18 @@ class PresenceClient:
                 self._set_state(State.ONLINE, "reconnected" if reconnect else "connected")
             watching = self._watching
             identity = self.identity
-        try:
+        def announce() -> None:
+            """After the first heartbeat: a watch snapshot is charged to the socket's event
+            budget, and a heartbeat sent behind it could be refused as rate-limited."""
             if reconnect:
                 conn.sio.emit("reconnection_success", {"clientName": identity})
             if watching:
                 conn.sio.emit("watch", {}, callback=lambda *args: self._on_snapshot(*args))
-        except sio_errors.SocketIOError as exc:
-            with self._cond:
-                conn.lost = conn.lost or f"emit failed: {exc}"
-        return self._heartbeat_loop(conn)
 
-    def _heartbeat_loop(self, conn: _Connection) -> tuple[bool, str]:
+        return self._heartbeat_loop(conn, announce)
+
+    def _heartbeat_loop(self, conn: _Connection,
+                        after_first: Callable[[], None] | None = None) -> tuple[bool, str]:
         while True:
             with self._cond:
                 while True:
@@ -497,9 +498,12 @@ class PresenceClient:
             try:
                 conn.sio.emit("heartbeat", payload, callback=lambda *args, s=seq:
                               self._on_heartbeat_reply(conn, s, *args))
+                if after_first is not None:
+                    after_first, announce = None, after_first
+                    announce()
             except sio_errors.SocketIOError as exc:
                 with self._cond:
-                    conn.lost = conn.lost or f"heartbeat not sent: {exc}"
+                    conn.lost = conn.lost or f"emit failed: {exc}"
 
     def _dispose(self, conn: _Connection, wait: bool) -> None:
         """Disconnect ``conn`` in the background; with ``wait``, give it up to CLOSE_WAIT seconds.

@@ -224,3 +224,37 @@ def test_other_transports_register_heartbeat_and_come_back(
     assert client.wait_online(20)
     record = record_of(server, "poller", "online", "reconnected")
     assert "offline" not in statuses(record)
+
+
+def test_a_watching_client_is_not_rate_limited_after_a_reconnect(make_server, make_client) -> None:
+    """A watch snapshot is charged to the socket's event budget (one event per 20 records): the
+    SDK heartbeats first after each reconnect, then watches, so its heartbeat is never refused."""
+    from presence_server.store import open_store
+    from presence_server.store.records import ClientRecord
+
+    server = make_server({"security": {"max_events_per_second": 10},
+                          "monitoring": {"heartbeat_interval": "30s"}}, start=False)
+    store = open_store(server.config["store"]["url"])
+    for n in range(400):
+        store.save(ClientRecord(name=f"stored-{n:03d}", status="offline", reason="kicked",
+                                since=1.0, last_seen=None, last_contact=None, ip=None,
+                                guest=False, node="n1", connections=0, version=1))
+    store.close()
+    server.start()
+    errors, snapshots = Recorder(), Recorder()
+    client = make_client(server.url, "watcher-1")
+    client.on("error", errors)
+    client.start()
+    assert client.wait_online(10)
+    client.watch(lambda change: None, on_snapshot=snapshots)
+    before = client.last_heartbeat_reply
+
+    assert server.stop(signal.SIGTERM) == 0
+    assert client.wait_for(State.RECONNECTING, 10)
+    server.start()
+    assert client.wait_online(20)
+    snapshots.wait_for(lambda items: len(items) >= 2)  # watched again after the reconnect
+    reply = wait_until(lambda: client.last_heartbeat_reply is not before
+                       and client.last_heartbeat_reply, what="a heartbeat reply after it")
+    assert reply["status"] == "ok", reply
+    assert not [e for e in errors.items if e.get("code") == "rate_limited"], errors.items
