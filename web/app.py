@@ -56,7 +56,8 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
         # own, so every error it logs appeared twice (there and through the root logger).
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
-        # Handlers never block (the store is in memory, actors are told, not asked), so run them
+        # Handlers do not block (the store is in memory, actors are told, not asked; only
+        # client_status_request waits, bounded, for the socket's earlier messages), so run them
         # inline in the socket's reader instead of one new greenlet per event.
         async_handlers=False,
         # Disconnects in O(the socket's rooms), not O(all sockets): see web/rooms.py.
