@@ -54,6 +54,7 @@ def install(server: socketio.Server, read_timeout: float | None) -> None:
     server.packet_class = CheckedPacket
     # socketio registered its bound method with engineio before the class changed
     server.eio.on("message", server._handle_eio_message)
+    server.eio.on("connect", server._handle_eio_connect)
     server.eio.__class__ = GuardedEngine
     server.eio.guard(read_timeout)
     # engineio drops a whole POST of more than 16 packets (with a traceback): a polling client
@@ -231,6 +232,15 @@ class GuardedServer(ReplyServer):
 
     def on_too_large(self, eio_sid: str, size: int) -> None:  # replaced by web/sockets.py
         log.info("binary message of %d bytes from %s", size, eio_sid)
+
+    def on_transport_open(self, eio_sid: str) -> None:  # replaced by web/sockets.py
+        return None
+
+    def _handle_eio_connect(self, eio_sid, environ):
+        """An Engine.IO connection opened: it has yet to join the namespace (see sockets.py)."""
+        result = super()._handle_eio_connect(eio_sid, environ)
+        self.on_transport_open(eio_sid)
+        return result
 
     def _handle_eio_message(self, eio_sid, data):
         pending = self._binary_packet.get(eio_sid)

@@ -127,6 +127,7 @@ class SocketEvents:
         # packet-level rejections from web/limits.py's GuardedServer
         self.server.on_malformed = self.on_malformed  # type: ignore[attr-defined]
         self.server.on_too_large = self.on_too_large  # type: ignore[attr-defined]
+        self.server.on_transport_open = self.on_transport_open  # type: ignore[attr-defined]
 
     def _event_handlers(self) -> dict[str, Callable[[str, Any], Reply | None]]:
         return {
@@ -231,6 +232,19 @@ class SocketEvents:
         eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
         self.server.disconnect(sid)  # a client leaves by itself; one that stays is cut off
         self.presence.call_later(IDLE_CLOSE_GRACE, lambda: self._end_session(eio_sid))
+
+    def on_transport_open(self, eio_sid: str) -> None:
+        """An Engine.IO connection that never joins the namespace (or leaves it and stays) is
+        held by no name and no watch: end it after `socket.unnamed_timeout`."""
+        if self.unnamed_timeout > 0:
+            self.presence.call_later(self.unnamed_timeout, lambda: self._end_if_unjoined(eio_sid))
+
+    def _end_if_unjoined(self, eio_sid: str) -> None:
+        if (eio_sid in self.server.eio.sockets
+                and self.server.manager.sid_from_eio_sid(eio_sid, "/") is None):
+            transport_complaints.note("sockets before connect", None, "registration_timeout",
+                                      f"{eio_sid}: never joined the namespace; closing")
+            self._end_session(eio_sid)
 
     def close(self, sid: str) -> None:
         """Close one socket's transport, so that its client reconnects by itself (no goodbye
@@ -396,8 +410,10 @@ class SocketEvents:
                                        "event": "connect"}, to=sid)
         self.server.emit("guest_registered", registered, to=sid)
 
-    def on_disconnect(self, sid: str, *_: Any) -> None:
+    def on_disconnect(self, sid: str, reason: Any = None, *_: Any) -> None:
         session = self.sessions.pop(sid, None)
+        if reason == self.server.reason.CLIENT_DISCONNECT:  # left the namespace; may stay open
+            self.on_transport_open(self.server.manager.eio_sid_from_sid(sid, "/"))
         if session is None:
             return
         self._registered(session)
