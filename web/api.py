@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from presence_server.store.records import STATUSES
+from presence_server.store.records import STATUSES, ClientRecord
 from werkzeug.exceptions import HTTPException
 
 from .port import PresencePort
@@ -64,7 +64,7 @@ def list_clients():
     text = (request.args.get("q") or "").lower()
     records = sorted(presence().clients(status, guest_filter), key=lambda record: record.name)
     clients = [
-        record.public() for record in records
+        shown(record) for record in records
         if not text or text in record.name.lower()
         or text in (record.display_name or "").lower()
     ]
@@ -77,7 +77,7 @@ def show_client(name: str):
     record = node.record(name)
     if record is None:
         return error(404, "not_found", f"no client named {name!r}")
-    body: dict[str, Any] = record.public()
+    body: dict[str, Any] = shown(record)
     body["transitions"] = [t.public() for t in node.transitions(name)]
     return jsonify(body)
 
@@ -87,17 +87,31 @@ def stats():
     return jsonify(presence().stats())
 
 
+def is_admin() -> bool:
+    """The request carries the configured admin token."""
+    expected = admin_token()
+    header = request.headers.get("Authorization", "")
+    given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+    return bool(expected and given and hmac.compare_digest(given.encode(), expected.encode()))
+
+
+def shown(record: ClientRecord) -> dict[str, Any]:
+    """A record as HTTP shows it: while `security.secret` is set, client addresses only to the
+    admin (as watchers without a verified token get none)."""
+    body = record.public()
+    if presence().identities.required and not is_admin():
+        del body["ip"]
+    return body
+
+
 def admin(view):
     """Bearer-token guard: 403 while no admin token is configured, 401 without the right one."""
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any):
-        expected = admin_token()
-        if not expected:
+        if not admin_token():
             return error(403, "admin_disabled",
                          "admin routes are disabled: set PRESENCE_ADMIN_TOKEN")
-        header = request.headers.get("Authorization", "")
-        given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        if not is_admin():
             return error(401, "unauthorized", "send Authorization: Bearer <admin token>")
         return view(*args, **kwargs)
 

@@ -3,7 +3,8 @@
 The table shows at most `MAX_ROWS` clients (online first, then reconnecting, then offline, by
 name): the page refreshes every few seconds, and rendering 20,000 rows each time would stall the
 whole process. The counts always cover everyone (the store keeps them: O(1)); the rows come from
-the store's status queries, so a page costs O(online) at worst, not O(all). `/api/clients` lists
+the store's status queries, online first, so a page scans the offline records only when fewer
+than `MAX_ROWS` clients are online or reconnecting. `/api/clients` lists
 everyone. Text that cannot be encoded (a lone surrogate in a name) is shown escaped, never a 500.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template
 from presence_server.store.records import OFFLINE, ONLINE, RECONNECTING
 
+from . import api
 from .port import PresencePort
 
 page = Blueprint("page", __name__, template_folder="templates")
@@ -37,13 +39,13 @@ def _displayable(value: Any) -> Any:
 def status_page():
     node: PresencePort = current_app.extensions["presence"]
     stats = node.stats()
-    shown = []
+    rows = []
     for status in (ONLINE, RECONNECTING, OFFLINE):
-        room = MAX_ROWS - len(shown)
+        room = MAX_ROWS - len(rows)
         if room <= 0:
             break
-        shown += heapq.nsmallest(room, node.clients(status), key=lambda r: r.name)
-    clients = [{key: _displayable(value) for key, value in r.public().items()} for r in shown]
+        rows += heapq.nsmallest(room, node.clients(status), key=lambda r: r.name)
+    clients = [{key: _displayable(value) for key, value in api.shown(r).items()} for r in rows]
     return render_template("status.html", clients=clients, stats=stats,
-                           hidden=stats["total"] - len(shown), node=node.node,
+                           hidden=stats["total"] - len(rows), node=node.node,
                            uptime=int(node.uptime()), refresh=REFRESH_SECONDS)

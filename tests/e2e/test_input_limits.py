@@ -4,6 +4,7 @@ behind proxies, CORS, idle unnamed sockets. Real server processes, real Socket.I
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from presence_server.store.records import ClientRecord
 from tests.support.clients import RecordingClient
 from tests.support.server import wait_for
 
-from .helpers import SHORT, wait_record
+from .helpers import SHORT, http, wait_record
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -94,7 +95,8 @@ def test_a_big_snapshot_is_charged_to_the_event_budget(make_server, connect):
 
 def test_watchers_without_a_verified_identity_see_no_addresses(make_server, connect, unique):
     secret = "s3cret-for-watch"
-    server = make_server({**QUIET, "security": {"secret": secret}})
+    server = make_server({**QUIET, "security": {"secret": secret,
+                                                 "admin_token": "watch-admin"}})
     from presence_server.web.identity import Identities
 
     name = unique("known")
@@ -111,6 +113,14 @@ def test_watchers_without_a_verified_identity_see_no_addresses(make_server, conn
         assert snapshot["clients"] and all("ip" not in c for c in snapshot["clients"])
     mine = [c for c in trusted["clients"] if c["name"] == name]
     assert mine and mine[0]["ip"] == "127.0.0.1"
+
+    # over HTTP too: addresses only for the admin while a secret is set
+    assert "ip" not in server.client(name)
+    assert all("ip" not in c for c in server.get("/api/clients")["clients"])
+    assert "127.0.0.1" not in http(server, "GET", "/")[2]
+    admin = {"Authorization": "Bearer watch-admin"}
+    status, _, body = http(server, "GET", f"/api/clients/{name}", admin)
+    assert status == 200 and json.loads(body)["ip"] == "127.0.0.1"
 
 
 # --- new records per address -------------------------------------------------------------------
