@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import hmac
 from datetime import UTC, datetime
 from functools import wraps
@@ -14,6 +15,11 @@ from werkzeug.exceptions import HTTPException
 from .port import PresencePort
 
 api = Blueprint("api", __name__)
+
+# /api/clients answers a page of records sorted by name: serialising 20,000 records in one answer
+# would hold the event loop (every heartbeat) for as long.
+PAGE_DEFAULT = 1000
+PAGE_MAX = 10000
 
 
 def presence() -> PresencePort:
@@ -62,13 +68,32 @@ def list_clients():
     except ValueError as problem:
         return error(400, "invalid_query", str(problem))
     text = (request.args.get("q") or "").lower()
-    records = sorted(presence().clients(status, guest_filter), key=lambda record: record.name)
-    clients = [
-        shown(record) for record in records
+    after = request.args.get("after") or ""
+    try:
+        limit = _parse_limit(request.args.get("limit"))
+    except ValueError as problem:
+        return error(400, "invalid_query", str(problem))
+    matching = [
+        record for record in presence().clients(status, guest_filter)
         if not text or text in record.name.lower()
         or text in (record.display_name or "").lower()
     ]
-    return jsonify({"clients": clients, "total": len(clients)})
+    page = heapq.nsmallest(limit + 1, (r for r in matching if r.name > after),
+                           key=lambda record: record.name)
+    body: dict[str, Any] = {"clients": [shown(record) for record in page[:limit]],
+                            "total": len(matching)}
+    if len(page) > limit:
+        body["next"] = page[limit - 1].name  # pass as ?after= for the next page
+    return jsonify(body)
+
+
+def _parse_limit(value: str | None) -> int:
+    """`?limit=`: how many records one answer carries (a page, sorted by name)."""
+    if value is None:
+        return PAGE_DEFAULT
+    if not value.isdigit() or not 1 <= int(value) <= PAGE_MAX:
+        raise ValueError(f"limit must be a whole number from 1 to {PAGE_MAX}, got {value!r}")
+    return int(value)
 
 
 @api.get("/api/clients/<path:name>")

@@ -94,8 +94,17 @@ def test_client_list_filters(server, connect, unique):
     assert {"name", "status", "reason", "since", "last_seen", "ip", "guest", "node",
             "connections", "version"} <= set(record)
 
+    # pages sorted by name: ?limit= records each, ?after=<next> for the following page
+    first = server.get(f"/api/clients?q={tag}&limit=3")
+    assert [c["name"] for c in first["clients"]] == sorted([on, gone, off, guest_id])[:3]
+    assert first["total"] == 4 and first["next"] == first["clients"][-1]["name"]
+    rest = server.get(f"/api/clients?q={tag}&limit=3&after={first['next']}")
+    assert [c["name"] for c in rest["clients"]] == sorted([on, gone, off, guest_id])[3:]
+    assert "next" not in rest
 
-@pytest.mark.parametrize("query", ["status=bogus", "status=ONLINE", "guest=maybe", "guest="])
+
+@pytest.mark.parametrize("query", ["status=bogus", "status=ONLINE", "guest=maybe", "guest=",
+                                   "limit=0", "limit=x", "limit=10001"])
 def test_bad_filters_are_400_json(server, query):
     assert_json_error(*http(server, "GET", f"/api/clients?{query}"), 400, "invalid_query")
 
