@@ -6,9 +6,10 @@ greenlet for as long as it likes. `handler_class(config)` returns gevent-websock
 - `server.read_timeout` on every read of an HTTP connection (request line, headers, body, and
   the wait for the next request of a keep-alive connection), plus the same bound on reading the
   request line and headers as a whole (a client trickling one byte at a time gets no longer);
-- once upgraded to a websocket, `socket.ping_interval + socket.ping_timeout` between frames
-  (what python-engineio means to set, but cannot on gevent-websocket's socket): a live client
-  answers a ping within that.
+- once upgraded to a websocket, twice `socket.ping_interval + socket.ping_timeout` between
+  frames. A live client sends a pong every ping cycle, but that alone leaves no margin: the
+  Engine.IO ping timeout (web/pings.py, which does not count time the process did not run)
+  decides about silent clients; this only ends connections that even it can no longer reach.
 A `server.read_timeout` of 0 keeps gevent's behaviour (no timeouts at all).
 """
 
@@ -65,5 +66,5 @@ def handler_class(config: Config) -> type[TimedHandler]:
     sockets = config.socket
     return type("TimedHandler", (TimedHandler,), {
         "read_timeout": read_timeout,
-        "websocket_timeout": sockets["ping_interval"] + sockets["ping_timeout"],
+        "websocket_timeout": 2 * (sockets["ping_interval"] + sockets["ping_timeout"]),
     })
