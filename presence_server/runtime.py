@@ -150,6 +150,7 @@ class Runtime:
                      stopped, time.monotonic() - started)
         except Exception:
             log.exception("graceful shutdown: the supervisor did not finish in time")
+        self.app.extensions["event_streams"].close_all()  # after the changes just made
         started = time.monotonic()
         sockets = list(self.events.sessions)
         for sid in sockets:

@@ -13,6 +13,7 @@ from presence_server.config import SAME_ORIGIN
 
 from . import frames, limits, pings, writer
 from .api import api
+from .events import EventStreams, sse
 from .page import page
 from .rooms import IndexedManager
 from .sockets import SocketEvents
@@ -67,6 +68,11 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
     events.register()
     app.register_blueprint(api)
     app.register_blueprint(page)
+    app.extensions["event_streams"] = EventStreams(
+        presence, queue_size=config.events["queue"], keepalive=config.events["keepalive"],
+        retry_ms=int(config.shutdown["reconnect_after"] * 1000),
+        snapshot_limit=config.security["watch_snapshot_limit"])
+    app.register_blueprint(sse)
     return app, socketio, events
 
 
