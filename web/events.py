@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,10 @@ log = logging.getLogger("presence.events")
 sse = Blueprint("events", __name__)
 
 PAGE = 500  # changes written per catch-up step
+# A stream's kernel send buffer (Linux doubles it): without a cap, autotuning lets a subscriber
+# that stopped reading hold up to 4 MiB in the kernel before its queue even starts to fill.
+STREAM_SEND_BUFFER = 32 * 1024
+STALL_GRACE = 0.5  # seconds a full queue's writer gets to make room before it is closed
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -120,17 +125,39 @@ class EventStreams:
             self._deliver()
 
     def _deliver(self) -> None:
+        """Hand the inbox to the subscribers' queues. A burst (thousands of clients going
+        offline at once) must not overflow readers that keep up: once a queue is half full
+        the fan-out yields, so the streams' greenlets write what they have, and a full queue
+        gets `STALL_GRACE` to make room; one still full then belongs to a subscriber that
+        does not read. Meanwhile changes wait in the inbox (the feed listener never waits)."""
         inbox = self._inbox
+        half = max(1, self.queue_size // 2)
         while inbox:
             change = inbox.popleft()
+            pressed = False
             for subscriber in list(self.subscribers):
-                if not subscriber.offer(change):
+                if subscriber.closed:
+                    continue
+                pressed = pressed or subscriber.queue.qsize() >= half
+                if not subscriber.offer(change) and not self._wait_for_room(subscriber, change):
                     self.dropped += 1
                     log.info("/events: closing a subscriber %d changes behind (change %d); it "
                              "may resume from its last id", subscriber.queue.qsize(),
                              change.event_id)
                     self.subscribers.discard(subscriber)
                     subscriber.end(kill=True)
+            if pressed:
+                gevent.sleep(0)
+
+    @staticmethod
+    def _wait_for_room(subscriber: Subscriber, change: Change) -> bool:
+        """A full queue: give its writer `STALL_GRACE` to make room (its socket may only wait
+        for the loop to poll it, in a burst); False when it made none (it does not read)."""
+        try:
+            subscriber.queue.put(change, timeout=STALL_GRACE)
+        except Full:
+            return False
+        return True
 
     def close_all(self) -> None:
         """End every stream after the changes made so far (the graceful shutdown)."""
@@ -254,5 +281,12 @@ def event_stream():
     statuses = _listed("status")
     if statuses is not None and not set(statuses) <= set(STATUSES):
         return error(400, "invalid_query", f"status must be among {', '.join(STATUSES)}")
+    connection = request.environ.get("presence.socket") or request.environ.get(
+        "gunicorn.socket")
+    if connection is not None:
+        try:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+        except OSError:
+            log.debug("/events: could not cap the send buffer", exc_info=True)
     body = streams.stream(after, names, frozenset(statuses) if statuses else None)
     return Response(body, mimetype="text/event-stream", headers=HEADERS)

@@ -12,6 +12,7 @@ import pytest
 from presence_server.store import open_store
 from presence_server.store.records import ClientRecord
 
+from presence_server.config import parse_duration
 from tests.support.clients import RecordingClient
 from tests.support.server import wait_for
 from tests.support.sse import SseClient
@@ -129,8 +130,9 @@ def seed_online(server, count: int) -> None:
     store.close()
 
 
-def read_raw_stream(sock: socket.socket, timeout: float) -> tuple[list[int], bool]:
-    """Read what a raw /events connection got until the server closes it: (ids, closed)."""
+def read_raw_stream(sock: socket.socket, timeout: float) -> tuple[list[int], int, bool]:
+    """Read what a raw /events connection got until the server closes it: (ids of complete
+    events, the stream's first id, closed)."""
     sock.settimeout(timeout)
     chunks = []
     closed = False
@@ -147,12 +149,13 @@ def read_raw_stream(sock: socket.socket, timeout: float) -> tuple[list[int], boo
         closed = True
     text = b"".join(chunks).decode("utf-8", "replace")
     ids = []
+    first = int(text.split("\nid: ", 1)[1].split("\n", 1)[0])
     for block in text.split("\n\n"):
         lines = block.split("\n")
         if any(line.startswith("event: client_status_changed") for line in lines) and any(
                 line.startswith("data: {") and line.endswith("}") for line in lines):
             ids += [int(line[4:]) for line in lines if line.startswith("id: ")]
-    return ids, closed
+    return ids, first, closed
 
 
 def test_a_stalled_subscriber_is_dropped_and_resumes_while_heartbeats_stay_fast(make_server):
@@ -163,16 +166,18 @@ def test_a_stalled_subscriber_is_dropped_and_resumes_while_heartbeats_stay_fast(
     server = make_server({"monitoring": {"reconnection_grace_period": "4s",
                                          "connection_check_interval": "30s",
                                          "heartbeat_interval": "10s"},
-                          "events": {"queue": 50, "keepalive": "1s"}}, start=False)
+                          "events": {"queue": 1000, "keepalive": "1s"}}, start=False)
     seed_online(server, 3000)
     server.start()
-    start = int(server.client("burst-00000")["transitions"][-1]["eventId"])
+    beating = RecordingClient(server.url, auth={"clientName": "beating"}).connect()
+    wait_for(lambda: server.client("beating"), SHORT, 0.05, "beating registered")
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     stalled.connect(("127.0.0.1", server.port))
-    stalled.sendall(f"GET /events?lastEventId={start} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    reader = SseClient(server.url, headers={"Last-Event-ID": str(start)})
-    beating = RecordingClient(server.url, auth={"clientName": "beating"}).connect()
+    stalled.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")  # then never reads
+    reader = SseClient(server.url)
+    reader.wait(lambda c: c.last_id is not None, SHORT, "the reader's start")
+    start = int(reader.last_id)
     latencies: list[float] = []
     stop = threading.Event()
 
@@ -192,14 +197,15 @@ def test_a_stalled_subscriber_is_dropped_and_resumes_while_heartbeats_stay_fast(
     finally:
         stop.set()
         beater.join(20)
-    ids, closed = read_raw_stream(stalled, timeout=SHORT)
+    ids, first_id, closed = read_raw_stream(stalled, timeout=SHORT)
     stalled.close()
     assert closed, "the stalled subscriber was not closed"
+    assert first_id == start
     assert "closing a subscriber" in server.log_text()
     all_ids = ids_of(everything)
     assert all_ids == sorted(set(all_ids))
     assert len(ids) < len(all_ids) and ids == all_ids[:len(ids)]
-    resumed = SseClient(server.url, headers={"Last-Event-ID": str(ids[-1] if ids else start)})
+    resumed = SseClient(server.url, headers={"Last-Event-ID": str(ids[-1])})
     rest = resumed.wait(lambda c: len(c.of()) >= len(all_ids) - len(ids) and c.of(), LONG,
                         "the rest")
     assert ids + ids_of(rest) == all_ids
@@ -217,7 +223,7 @@ def test_the_graceful_shutdown_ends_open_streams(make_server, procfile):
     stream.wait(lambda c: c.of(), SHORT, "online")
     started = time.monotonic()
     assert server.stop() == 0
-    assert time.monotonic() - started < server.config["shutdown"]["timeout"] + 1
+    assert time.monotonic() - started < parse_duration(server.config["shutdown"]["timeout"]) + 1
     assert stream.ended.wait(SHORT)
     last = stream.of()[-1].json()
     assert (last["name"], last["status"], last["reason"]) == ("stays", "reconnecting",

@@ -51,36 +51,39 @@ class SseClient:
 
     def _read(self) -> None:
         event, data, event_id = "", [], None
+        pending = b""
         try:
             while True:
-                raw = self.response.readline()
-                if not raw:
+                chunk = self.response.read1(65536)  # as it comes (chunked decoding included)
+                if not chunk:
                     break
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line == "":
-                    if event_id is not None:
-                        self.last_id = event_id
-                    if data:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8").rstrip("\r")
+                    if line == "":
+                        if event_id is not None:
+                            self.last_id = event_id
+                        if data:
+                            with self._changed:
+                                self.events.append(SseEvent(event or "message",
+                                                            "\n".join(data), self.last_id))
+                        event, data, event_id = "", [], None
+                        continue
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "":
                         with self._changed:
-                            self.events.append(SseEvent(event or "message", "\n".join(data),
-                                                        self.last_id))
-                            self._changed.notify_all()
-                    event, data, event_id = "", [], None
-                    continue
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "":
-                    with self._changed:
-                        self.comments.append(value)
-                        self._changed.notify_all()
-                elif name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = value
-                elif name == "retry" and value.isdigit():
-                    self.retry = int(value)
+                            self.comments.append(value)
+                    elif name == "event":
+                        event = value
+                    elif name == "data":
+                        data.append(value)
+                    elif name == "id":
+                        event_id = value
+                    elif name == "retry" and value.isdigit():
+                        self.retry = int(value)
+                with self._changed:
+                    self._changed.notify_all()
         except Exception as error:  # noqa: BLE001 - kept for the test to look at
             self.error = error
         finally:
