@@ -17,6 +17,7 @@ the changes it made (`close_all`).
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import socket
@@ -230,7 +231,7 @@ class EventStreams:
         if statuses is not None:
             records = [record for record in records if record.status in statuses]
         total = len(records)
-        records = sorted(records, key=lambda record: record.name)[:self.snapshot_limit]
+        records = heapq.nsmallest(self.snapshot_limit, records, key=lambda record: record.name)
         clients = [record.public() for record in records]
         if self.presence.identities.required:
             for client in clients:
