@@ -170,27 +170,33 @@ class EventStreams:
     # --- one stream ---------------------------------------------------------------------------
     def stream(self, after: int | None, names: frozenset[str] | None,
                statuses: frozenset[str] | None) -> Iterator[str]:
+        """The stream's text. The subscriber is registered first, at the current position, so
+        live changes queue up (bounded: a stream that stalls while replaying is closed too)
+        while the changes after `after` are replayed from the feed; the stream writes ids in
+        increasing order only, so a change both replayed and queued goes out once."""
         self._start()
         yield f"retry: {self.retry_ms}\n\n"
-        subscriber = None
+        subscriber = self._subscribe(names, statuses, self.presence.feed_position())
         try:
             if after is None:
                 # from now: the position as the stream's id, so a reconnect resumes from it
-                subscriber = self._subscribe(names, statuses, self.presence.feed_position())
-                yield f"id: {subscriber.after}\n\n"
-            while subscriber is None:
+                after = subscriber.after
+                yield f"id: {after}\n\n"
+            while True:
                 page = self.presence.changes_since(after, PAGE)
                 if not page.complete:
                     snapshot, after = self._snapshot(names, statuses)
                     yield _event("resync", after, json.dumps(snapshot, separators=(",", ":")))
                     continue
-                if not page.more:  # caught up: live from here (same step as the read)
-                    subscriber = self._subscribe(names, statuses, page.position)
+                if not page.changes:
+                    break
                 text = "".join(_event(c.event, c.event_id, c.data) for c in page.changes
                                if _matches(c, names, statuses))
-                after = page.changes[-1].event_id if page.changes else after
+                after = page.changes[-1].event_id
                 if text:
                     yield text
+                if after >= subscriber.after:
+                    break  # the rest is in the queue
             queue = subscriber.queue
             while True:
                 try:
@@ -198,20 +204,21 @@ class EventStreams:
                 except Empty:
                     yield ": keepalive\n\n"
                     continue
+                text = []
+                while change is not None:
+                    if change.event_id > after:  # else replayed already
+                        text.append(_event(change.event, change.event_id, change.data))
+                        after = change.event_id
+                    if len(text) >= PAGE or queue.empty():  # a burst: one write
+                        break
+                    change = queue.get_nowait()
+                if text:
+                    yield "".join(text)
                 if change is None:
                     return
-                text = [_event(change.event, change.event_id, change.data)]
-                while len(text) < PAGE and not queue.empty():  # a burst: one write
-                    change = queue.get_nowait()
-                    if change is None:
-                        yield "".join(text)
-                        return
-                    text.append(_event(change.event, change.event_id, change.data))
-                yield "".join(text)
         finally:
-            if subscriber is not None:
-                self.subscribers.discard(subscriber)
-                subscriber.closed = True
+            self.subscribers.discard(subscriber)
+            subscriber.closed = True
 
     def _subscribe(self, names: frozenset[str] | None, statuses: frozenset[str] | None,
                    after: int) -> Subscriber:

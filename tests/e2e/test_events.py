@@ -136,8 +136,9 @@ def read_raw_stream(sock: socket.socket, timeout: float) -> tuple[list[int], int
     sock.settimeout(timeout)
     chunks = []
     closed = False
+    deadline = time.monotonic() + 2 * timeout  # a stream still open then was not closed
     try:
-        while True:
+        while time.monotonic() < deadline:
             data = sock.recv(65536)
             if not data:
                 closed = True
@@ -149,7 +150,7 @@ def read_raw_stream(sock: socket.socket, timeout: float) -> tuple[list[int], int
         closed = True
     text = b"".join(chunks).decode("utf-8", "replace")
     ids = []
-    first = int(text.split("\nid: ", 1)[1].split("\n", 1)[0])
+    first = int(text.split("\nid: ", 1)[1].split("\n", 1)[0]) if "\nid: " in text else -1
     for block in text.split("\n\n"):
         lines = block.split("\n")
         if any(line.startswith("event: client_status_changed") for line in lines) and any(
@@ -175,6 +176,10 @@ def test_a_stalled_subscriber_is_dropped_and_resumes_while_heartbeats_stay_fast(
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     stalled.connect(("127.0.0.1", server.port))
     stalled.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")  # then never reads
+    replaying = socket.socket()  # asks for the 3,000 changes of the start-up, never reads
+    replaying.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    replaying.connect(("127.0.0.1", server.port))
+    replaying.sendall(b"GET /events?lastEventId=0 HTTP/1.1\r\nHost: x\r\n\r\n")
     reader = SseClient(server.url)
     reader.wait(lambda c: c.last_id is not None, SHORT, "the reader's start")
     start = int(reader.last_id)
@@ -201,6 +206,10 @@ def test_a_stalled_subscriber_is_dropped_and_resumes_while_heartbeats_stay_fast(
     stalled.close()
     assert closed, "the stalled subscriber was not closed"
     assert first_id == start
+    replayed, _, closed = read_raw_stream(replaying, timeout=SHORT)
+    replaying.close()
+    assert closed, "the subscriber stalled in its replay was not closed"
+    assert replayed and replayed == list(range(1, len(replayed) + 1))
     assert "closing a subscriber" in server.log_text()
     all_ids = ids_of(everything)
     assert all_ids == sorted(set(all_ids))
