@@ -12,7 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from presence_server.store.base import Store
-from presence_server.store.records import ClientRecord, Transition, iso
+from presence_server.store.records import (
+    REMOVED,
+    STATUS_CHANGED,
+    Change,
+    ClientRecord,
+    Transition,
+    iso,
+)
 
 log = logging.getLogger("presence.status")
 
@@ -20,6 +27,7 @@ WATCHERS_ROOM = "watchers"
 
 Emit = Callable[..., None]
 Listener = Callable[[dict[str, Any]], None]
+ChangeListener = Callable[[Change], None]
 
 
 def status_event(record: ClientRecord, previous: str | None) -> dict[str, Any]:
@@ -59,12 +67,32 @@ class PresenceFeed:
         self._emit = emit
         self._disconnect = disconnect
         self._listeners: list[Listener] = []
+        self._change_listeners: list[ChangeListener] = []
 
     def subscribe(self, listener: Listener) -> None:
-        """Call `listener(payload)` on every status change (e.g. server-sent events)."""
+        """Call `listener(payload)` on every status change."""
         self._listeners.append(listener)
 
+    def subscribe_changes(self, listener: ChangeListener) -> None:
+        """Call `listener(change)` with every feed entry (status changes and removals), in
+        id order, right after it was logged (e.g. server-sent events: it must only enqueue)."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, change: Change, payload: dict[str, Any]) -> None:
+        """Emit `event` to the watchers room and tell the change listeners. Runs right after
+        the store logged the change, with nothing in between that could switch greenlets: a
+        watcher reading records and the feed position together sees each change either in
+        the records or as an event after that position (web/watch.py)."""
+        self._emit(change.event, payload, to=WATCHERS_ROOM)
+        for listener in self._change_listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("change listener failed for %s", change.name)
+
     def status_changed(self, record: ClientRecord, previous: str | None) -> None:
+        payload = status_event(record, previous)
+        change = self.store.log_change(STATUS_CHANGED, payload)
         transition = Transition(
             name=record.name,
             status=record.status,
@@ -73,11 +101,11 @@ class PresenceFeed:
             at=record.since,
             version=record.version,
             node=record.node,
+            event_id=change.event_id,
         )
         self.store.save(record, transition)
         log.info("[STATUS] %s: %s (reason: %s)", record.name, record.status, record.reason)
-        payload = status_event(record, previous)
-        self._emit("client_status_changed", payload, to=WATCHERS_ROOM)
+        self._changed(change, payload)
         for listener in self._listeners:
             try:
                 listener(payload)
@@ -94,7 +122,8 @@ class PresenceFeed:
     def removed(self, record: ClientRecord, reason: str, now: float) -> None:
         """A record was deleted: one log line, `client_removed` to watchers."""
         log.info("[REMOVED] %s: was %s (reason: %s)", record.name, record.status, reason)
-        self._emit("client_removed", removal_event(record, reason, now), to=WATCHERS_ROOM)
+        payload = removal_event(record, reason, now)
+        self._changed(self.store.log_change(REMOVED, payload), payload)
 
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)

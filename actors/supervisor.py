@@ -397,8 +397,10 @@ class Supervisor(pykka.ThreadingActor):
         mine = store.of_node(self.node) if store.shared else store.all()
         purged = 0
         if self.intervals.purge_guests_on_startup:
-            guests = [r.name for r in mine if r.guest]
-            purged = store.delete(guests) if guests else 0
+            guests = [r for r in mine if r.guest]
+            purged = store.delete([r.name for r in guests]) if guests else 0
+            for record in guests:  # in the change feed too: a resumed /events drops them
+                self.context.feed.removed(record, "startup_purge", message.now)
         restored = 0
         for record in mine:
             if record.guest and self.intervals.purge_guests_on_startup:

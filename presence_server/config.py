@@ -178,6 +178,8 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "timeout": _positive_duration,
     },
     "cluster": {"node_timeout": _positive_duration},
+    "events": {"backlog": _positive_int, "keepalive": _positive_duration,
+               "queue": _positive_int},
     "security": {
         "admin_token": _optional_text,
         "metrics_token": _optional_text,
@@ -207,6 +209,7 @@ class Config:
     store: Mapping[str, Any]
     shutdown: Mapping[str, Any]
     cluster: Mapping[str, Any]
+    events: Mapping[str, Any]
     security: Mapping[str, Any]
     node_id: str
     log_level: str

@@ -17,7 +17,7 @@ from typing import Any
 
 from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import Cancelable, Clock, Scheduler
-from presence_server.actors.feed import Emit, PresenceFeed
+from presence_server.actors.feed import ChangeListener, Emit, PresenceFeed
 from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient, Route
 from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
@@ -30,7 +30,7 @@ from presence_server.actors.supervisor import (
     settled_status,
 )
 from presence_server.store.base import Store
-from presence_server.store.records import ClientRecord, Transition
+from presence_server.store.records import ClientRecord, FeedPage, Transition
 from presence_server.web.identity import Identities
 
 from .metrics import PresenceMetrics
@@ -58,12 +58,15 @@ class Presence:
         self.feed: PresenceFeed | None = None
         self.supervisor: Any = None
         self.meters = PresenceMetrics(counts=store.counts, mailbox=Mailbox.waiting)
+        self._change_listeners: list[ChangeListener] = []
 
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
         starts the supervisor."""
         self.feed = PresenceFeed(self.store, emit=emit, disconnect=close)
         self.feed.subscribe(self.meters.status_changed)
+        for listener in self._change_listeners:
+            self.feed.subscribe_changes(listener)
         self.supervisor = Supervisor.start(self.directory, self._actor_context, self.intervals,
                                            sockets, self.node)
 
@@ -136,6 +139,27 @@ class Presence:
     def named(self, names: Iterable[str]) -> list[ClientRecord]:
         """The stored records of `names` that exist, in the order given."""
         return [record for record in map(self.store.get, names) if record is not None]
+
+    def total(self) -> int:
+        """How many records there are (O(1))."""
+        return self.store.counts()["total"]
+
+    # --- the change feed ----------------------------------------------------------------------
+    def feed_position(self) -> int:
+        """The event id of the newest change. Read with records, with no greenlet switch in
+        between, it is the position those records reflect."""
+        return self.store.feed_position()
+
+    def changes_since(self, event_id: int, limit: int) -> FeedPage:
+        """The changes after `event_id` (at most `limit`), or `complete=False`: resync."""
+        return self.store.changes_since(event_id, limit)
+
+    def subscribe_changes(self, listener: ChangeListener) -> None:
+        """Call `listener(change)` with every change, in order, right when it happens (it must
+        not block: it runs on the actor that made the change)."""
+        self._change_listeners.append(listener)
+        if self.feed is not None:
+            self.feed.subscribe_changes(listener)
 
     def stats(self) -> dict[str, Any]:
         """Counts (O(1) from the store), uptime and the process's internals."""

@@ -78,7 +78,8 @@ class Runtime:
         self.stopped = False
         self.store_lost_changes = False  # the final flush failed: exit non-zero (set by close)
         self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
-        self.store = open_store(config.store["url"], runner=_store_runner())
+        self.store = open_store(config.store["url"], runner=_store_runner(),
+                                backlog=config.events["backlog"])
         self.presence = Presence(
             node=self.node, store=self.store, clock=self.clock, scheduler=self.scheduler,
             timing=timing_from(config), intervals=intervals_from(config),
@@ -149,6 +150,7 @@ class Runtime:
                      stopped, time.monotonic() - started)
         except Exception:
             log.exception("graceful shutdown: the supervisor did not finish in time")
+        self.app.extensions["event_streams"].close_all()  # after the changes just made
         started = time.monotonic()
         sockets = list(self.events.sessions)
         for sid in sockets:

@@ -39,6 +39,13 @@ class TimedHandler(WebSocketHandler):
             self.socket.settimeout(self.read_timeout)
         super().handle()
 
+    def get_environ(self) -> dict[str, Any]:
+        """The WSGI environ, plus the connection's socket as `presence.socket` (the
+        server-sent events route caps its send buffer: web/events.py)."""
+        environ = super().get_environ()
+        environ["presence.socket"] = self.socket
+        return environ
+
     def read_requestline(self) -> Any:
         if not self.read_timeout:
             return super().read_requestline()

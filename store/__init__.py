@@ -4,12 +4,13 @@ from .base import Store, StoreError
 from .records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, Transition
 
 
-def open_store(url: str, runner=None) -> Store:
-    """The backend for `url` (`sqlite:///…`; Redis arrives with the multi-node work)."""
+def open_store(url: str, runner=None, backlog: int = 10000) -> Store:
+    """The backend for `url` (`sqlite:///…`; Redis arrives with the multi-node work), keeping
+    at least `backlog` changes of its feed (`events.backlog`)."""
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
 
-        return SqliteStore(url, runner=runner)
+        return SqliteStore(url, runner=runner, backlog=backlog)
     raise StoreError(f"store.url: no backend for {url.split(':', 1)[0]!r} in this version")
 
 

@@ -17,13 +17,15 @@ write succeeding.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
-from .records import OFFLINE, ONLINE, RECONNECTING, ClientRecord, Transition
+from .feed import ChangeLog
+from .records import OFFLINE, ONLINE, RECONNECTING, Change, ClientRecord, FeedPage, Transition
 
 log = logging.getLogger("presence.store")
 
@@ -45,7 +47,9 @@ class Store(ABC):
     flush_interval: float = 0.2
     contact_flush_interval: float = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: int = 10000) -> None:
+        self.feed = ChangeLog(backlog)  # a backend loads what it kept (SqliteStore)
+        self._pending_changes: list[Change] = []
         self._pending: dict[str, ClientRecord] = {}
         self._contacts: dict[str, ClientRecord] = {}
         self._contacts_flushed = time.monotonic()
@@ -69,6 +73,27 @@ class Store(ABC):
         self._pending_deletes.discard(record.name)
         if transition is not None:
             self._pending_transitions.append(transition)
+
+    def log_change(self, event: str, payload: dict[str, object]) -> Change:
+        """Give a change (`client_status_changed`, `client_removed`) the next event id, put the
+        id in `payload["eventId"]`, keep it in the feed; answers the feed entry. In memory at
+        once (the write is buffered like every other): the id is known when it is emitted."""
+        event_id = self.feed.next_id()
+        payload["eventId"] = event_id
+        change = Change(event_id, event, str(payload["name"]), str(payload["status"]),
+                        json.dumps(payload, separators=(",", ":")))
+        self.feed.append(change)
+        self._pending_changes.append(change)
+        return change
+
+    def changes_since(self, event_id: int, limit: int) -> FeedPage:
+        """The changes after `event_id`, oldest first, at most `limit`; `complete` is False
+        when `event_id` is older than the backlog kept (or unknown): resync from a snapshot."""
+        return self.feed.since(event_id, limit)
+
+    def feed_position(self) -> int:
+        """The id of the newest change (0 before the first)."""
+        return self.feed.position
 
     def save_contact(self, record: ClientRecord) -> None:
         """Like `save`, for a record whose only change is its contact times: written lazily."""
@@ -102,18 +127,19 @@ class Store(ABC):
                 self._contacts_flushed = now
                 touched, self._contacts = self._contacts, {}
             if not (self._pending or touched or self._pending_transitions
-                    or self._pending_deletes):
+                    or self._pending_deletes or self._pending_changes):
                 return self.last_error is None
             if self.quarantined:
                 self._drop_quarantined(touched)
             records, self._pending = self._pending, {}
             transitions, self._pending_transitions = self._pending_transitions, []
             deletes, self._pending_deletes = self._pending_deletes, set()
+            changes, self._pending_changes = self._pending_changes, []
             self._inflight = {**touched, **records}
             self._inflight_transitions = transitions
             try:
                 rejected = self._write(list(records.values()), transitions, deletes,
-                                       list(touched.values()))
+                                       list(touched.values()), changes)
                 if self.last_error is not None:
                     log.warning("store writes succeed again (after %s)", self.last_error)
                 self.last_error = self._logged_error = None
@@ -134,6 +160,7 @@ class Store(ABC):
                     if name not in self._pending:
                         self._contacts.setdefault(name, record)
                 self._pending_transitions[:0] = transitions
+                self._pending_changes[:0] = changes
                 self._pending_deletes |= deletes - set(self._pending)
                 return False
             finally:
@@ -274,9 +301,12 @@ class Store(ABC):
     # --- what a backend implements ----------------------------------------------------------------
     @abstractmethod
     def _write(self, records: list[ClientRecord], transitions: list[Transition],
-               deletes: set[str], contacts: list[ClientRecord]) -> dict[str, str]:
+               deletes: set[str], contacts: list[ClientRecord],
+               changes: list[Change] = ()) -> dict[str, str]:
         """Apply one flush in one transaction: delete `deletes`, write `records` whole, append
-        `transitions`, then write `contacts` — records whose only change since their last
+        `transitions` (with their `event_id` when they have one) and the feed's `changes`
+        (keeping at least the backlog of them), then write `contacts` — records whose only
+        change since their last
         whole write is `last_seen`/`last_contact` (a backend may write just those two fields,
         as long as a record it no longer holds is written whole).
 

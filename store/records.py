@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -97,9 +98,11 @@ class Transition:
     at: float
     version: int
     node: str
+    event_id: int | None = None  # its id in the change feed (store/feed.py)
 
     def public(self) -> dict[str, Any]:
         return {
+            "eventId": self.event_id,
             "status": self.status,
             "previous": self.previous,
             "reason": self.reason,
@@ -107,3 +110,49 @@ class Transition:
             "version": self.version,
             "node": self.node,
         }
+
+
+# --- the change feed (store/feed.py): event ids are ints on SQLite ---------------------------
+STATUS_CHANGED = "client_status_changed"
+REMOVED = "client_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the feed: the watcher event it was sent as, and its JSON payload."""
+
+    event_id: int
+    event: str  # STATUS_CHANGED or REMOVED
+    name: str
+    status: str
+    data: str  # the event's payload as JSON (it carries "eventId")
+
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """What `changes_since` answers.
+
+    `changes`: after the id asked for, oldest first, at most the limit asked for (`more` says
+    the limit cut it). `position`: the newest id when it was read. `complete` is False when the
+    id asked for is older than the backlog kept (or unknown to this feed): changes after it
+    are lost, the caller must resync from a snapshot.
+    """
+
+    changes: list[Change]
+    position: int
+    complete: bool
+    more: bool = False
+
+
+def parse_event_id(value: Any) -> int | None:
+    """An event id as clients send it (a JSON number or a decimal string); None when invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        return int(value)
+    return None

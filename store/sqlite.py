@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import Runner, Store, StoreError
-from .records import ONLINE, STATUSES, ClientRecord, Transition
+from .feed import ChangeLog
+from .records import ONLINE, STATUSES, Change, ClientRecord, Transition
 
 log = logging.getLogger("presence.store")
 
@@ -62,6 +63,11 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS transitions_by_name ON transitions (name, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 """
 
 
@@ -81,8 +87,8 @@ class SqliteStore(Store):
     kind = "sqlite"
     shared = False
 
-    def __init__(self, url: str, runner: Runner | None = None) -> None:
-        super().__init__()
+    def __init__(self, url: str, runner: Runner | None = None, backlog: int = 10000) -> None:
+        super().__init__(backlog)
         self.path = path_from_url(url)
         if self.path != ":memory:":
             Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +112,8 @@ class SqliteStore(Store):
         self._by_contact_second: dict[int, set[str]] = {}
         for record in self._load_records():
             self._put(record)
+        self.feed = self._load_feed(backlog)
+        self._changes_since_trim = 0
 
     def _run(self, function):
         if self._runner is not None:
@@ -198,19 +206,22 @@ class SqliteStore(Store):
 
     # --- writes -----------------------------------------------------------------------------------
     def _write(self, records: list[ClientRecord], transitions: list[Transition],
-               deletes: set[str], contacts: list[ClientRecord]) -> dict[str, str]:
+               deletes: set[str], contacts: list[ClientRecord],
+               changes: list[Change] = ()) -> dict[str, str]:
         def write() -> dict[str, str]:
             db = self._connection
             try:
-                _transaction(db, lambda: self._write_batch(db, records, transitions, deletes,
-                                                           contacts))
+                _transaction(db, lambda: (
+                    self._write_batch(db, records, transitions, deletes, contacts),
+                    self._write_changes(db, changes)))
                 return {}
             except RECORD_ERRORS as error:
                 log.warning("store: a flush of %d records failed on one of them (%s: %s); "
                             "writing them one by one", len(records) + len(contacts),
                             type(error).__name__, error)
-            return _transaction(db, lambda: self._write_each(db, records, transitions, deletes,
-                                                             contacts))
+            return _transaction(db, lambda: (
+                self._write_each(db, records, transitions, deletes, contacts),
+                self._write_changes(db, changes))[0])
 
         return self._run(write)
 
@@ -226,9 +237,9 @@ class SqliteStore(Store):
         if contacts:
             self._write_contacts(db, contacts)
         db.executemany(
-            "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)
+            "INSERT INTO transitions (id, name, status, previous, reason, at, version, node)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(t.event_id, t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)
              for t in transitions],
         )
         for name in self._due_for_trim(transitions):
@@ -265,12 +276,27 @@ class SqliteStore(Store):
             attempt(record.name, lambda record=record: self._write_contacts(db, [record]))
         for t in transitions:
             attempt(t.name, lambda t=t: db.execute(
-                "INSERT INTO transitions (name, status, previous, reason, at, version, node)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (t.name, t.status, t.previous, t.reason, t.at, t.version, t.node)))
+                "INSERT INTO transitions (id, name, status, previous, reason, at, version,"
+                " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (t.event_id, t.name, t.status, t.previous, t.reason, t.at, t.version,
+                 t.node)))
         for name in self._due_for_trim([t for t in transitions if t.name not in rejected]):
             attempt(name, lambda name=name: self._trim(db, name))
         return rejected
+
+    def _write_changes(self, db: sqlite3.Connection, changes: list[Change]) -> None:
+        """Append the feed's changes (JSON with ASCII escapes: no record can make it fail);
+        every tenth of the backlog, drop what is older than the backlog (writer thread only)."""
+        if not changes:
+            return
+        db.executemany("INSERT INTO feed (id, event, data) VALUES (?, ?, ?)",
+                       [(c.event_id, c.event, c.data) for c in changes])
+        self._changes_since_trim += len(changes)
+        backlog = self.feed.backlog
+        if self._changes_since_trim >= max(1, backlog // 10):
+            self._changes_since_trim = 0
+            db.execute("DELETE FROM feed WHERE id < (SELECT id FROM feed ORDER BY id DESC"
+                       " LIMIT 1 OFFSET ?)", (backlog - 1,))
 
     @staticmethod
     def _trim(db: sqlite3.Connection, name: str) -> None:
@@ -423,6 +449,27 @@ class SqliteStore(Store):
                 count += sum(1 for name in names if records[name].last_contact >= edge)
         return count
 
+    def _load_feed(self, backlog: int) -> ChangeLog:
+        """The last `backlog` changes kept, and the highest id ever given (transitions and the
+        feed use AUTOINCREMENT, so ids never go back, even when the newest rows were deleted)."""
+        def read() -> tuple[list[tuple[int, str, str]], int]:
+            db = self._connection
+            rows = db.execute("SELECT id, event, data FROM feed ORDER BY id DESC LIMIT ?",
+                              (backlog,)).fetchall()
+            highest = max([0, *(row[0] or 0 for row in db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name IN ('feed', 'transitions')")),
+                *(row[0] or 0 for row in db.execute(
+                    "SELECT MAX(id) FROM transitions UNION ALL SELECT MAX(id) FROM feed"))])
+            return rows, highest
+
+        rows, highest = self._run(read)
+        changes = []
+        for event_id, event, data in reversed(rows):
+            payload = json.loads(data)
+            changes.append(Change(event_id, event, str(payload.get("name")),
+                                  str(payload.get("status")), data))
+        return ChangeLog(backlog, position=highest, loaded=changes)
+
     def _load_records(self) -> list[ClientRecord]:
         rows = self._run(lambda: self._connection.execute("SELECT data FROM clients").fetchall())
         return [ClientRecord.from_dict(json.loads(row[0])) for row in rows]
@@ -435,7 +482,7 @@ class SqliteStore(Store):
 
     def _read_transitions(self, name: str, limit: int) -> list[Transition]:
         rows = self._run(lambda: self._connection.execute(
-            "SELECT name, status, previous, reason, at, version, node FROM transitions"
+            "SELECT name, status, previous, reason, at, version, node, id FROM transitions"
             " WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)).fetchall())
         return [Transition(*row) for row in reversed(rows)]
 

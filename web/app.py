@@ -13,6 +13,7 @@ from presence_server.config import SAME_ORIGIN
 
 from . import frames, limits, pings, writer
 from .api import api
+from .events import EventStreams, sse
 from .metrics import metrics
 from .page import page
 from .rooms import IndexedManager
@@ -71,6 +72,11 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
     app.register_blueprint(api)
     app.register_blueprint(page)
     app.register_blueprint(metrics)
+    app.extensions["event_streams"] = EventStreams(
+        presence, queue_size=config.events["queue"], keepalive=config.events["keepalive"],
+        retry_ms=int(config.shutdown["reconnect_after"] * 1000),
+        snapshot_limit=config.security["watch_snapshot_limit"])
+    app.register_blueprint(sse)
     return app, socketio, events
 
 

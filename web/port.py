@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from presence_server.actors.clock import Cancelable
-from presence_server.store.records import ClientRecord, Transition
+from presence_server.store.records import Change, ClientRecord, FeedPage, Transition
 
 from .identity import Identities
 
@@ -52,6 +52,17 @@ class PresencePort(Protocol):
                 ) -> Iterable[ClientRecord]: ...
 
     def named(self, names: Iterable[str]) -> list[ClientRecord]: ...
+
+    def total(self) -> int: ...
+
+    def feed_position(self) -> int:
+        """The newest change's event id; read with records (no switch between), their position."""
+
+    def changes_since(self, event_id: int, limit: int) -> FeedPage:
+        """The changes after `event_id`, at most `limit`; `complete=False`: resync."""
+
+    def subscribe_changes(self, listener: Callable[[Change], None]) -> None:
+        """Call `listener(change)` on every change, in order; it must not block."""
 
     def stats(self) -> dict[str, Any]: ...
 

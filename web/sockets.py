@@ -7,7 +7,6 @@ ack when the client asked for one, else as the named event (what the seed client
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 import uuid
@@ -24,12 +23,13 @@ from presence_server.actors.messages import (
     Heartbeat,
     ReconnectionSuccess,
 )
-from presence_server.store.records import iso
+from presence_server.store.records import iso, parse_event_id
 
 from . import hooks, validation
 from .budgets import MAX_EVENT_NAME, Complaints, NewRecordBudget, transport_complaints
 from .transport import close_transport
 from .validation import Invalid, printable
+from .watch import Watch
 
 if TYPE_CHECKING:
     from presence_server.config import Config
@@ -41,7 +41,6 @@ log = logging.getLogger("presence.sockets")
 GUEST_PREFIX = "guest-"  # guest ids are issued by the server; no client may register one
 
 WATCH_RECORDS_PER_EVENT = 20  # a watch snapshot costs one event of the budget per 20 records
-WATCH_CHUNK = 100  # records serialised between two yields to the other sockets
 REJECT_PAUSE = 0.01  # a socket's reader pauses this long after each refused event
 IDLE_CLOSE_GRACE = 5.0  # after telling an idle unnamed socket to go, close its transport
 
@@ -115,6 +114,8 @@ class SocketEvents:
         self.unnamed_timeout = float(config.socket["unnamed_timeout"])
         monitoring = config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
+        self.watch = Watch(presence, server.enter_room, server.leave_room, server.sleep,
+                           self.watch_limit)
 
     # --- wiring -----------------------------------------------------------------------------------
     def register(self) -> None:
@@ -471,39 +472,28 @@ class SocketEvents:
         return None
 
     def on_watch(self, sid: str, data: Any) -> Reply:
-        """Join the watchers; answer a snapshot of `names`, or of at most `watch_limit` records.
+        """Join the watchers; answer a snapshot of `names` (or of at most `watch_limit`
+        records) with its `eventId`, or the changes after `since` (web/watch.py).
 
-        The snapshot is charged to the socket's event budget: one event per
-        `WATCH_RECORDS_PER_EVENT` records on top of the request itself. While a secret is set,
-        sockets without a verified identity get records without `ip`.
+        The answer is charged to the socket's event budget: one event per
+        `WATCH_RECORDS_PER_EVENT` records or changes on top of the request itself. While a
+        secret is set, sockets without a verified identity get records without `ip`.
         """
         session = self.sessions[sid]
         payload = validation.optional_mapping(data, "watch")
         names = self._watch_names(payload.get("names"))
-        self.server.enter_room(sid, WATCHERS_ROOM)
+        since = None
+        if payload.get("since") is not None:
+            since = parse_event_id(payload["since"])
+            if since is None:
+                raise Invalid("invalid_payload", "watch since must be an eventId (a whole "
+                                                 "number >= 0, or its decimal string)")
         session.watching = True
         self._registered(session)
-        if names is not None:
-            records = self.presence.named(names)
-            total = len(records)
-        else:
-            everyone = list(self.presence.clients())
-            total = len(everyone)
-            records = (everyone if total <= self.watch_limit else
-                       heapq.nsmallest(self.watch_limit, everyone, key=lambda r: r.name))
         hide_ip = self.presence.identities.required and not session.authenticated
-        clients = []
-        for start in range(0, len(records), WATCH_CHUNK):
-            if start:
-                self.server.sleep(0)  # let other sockets' readers run between chunks
-            for record in records[start:start + WATCH_CHUNK]:
-                client = record.public()
-                if hide_ip:
-                    del client["ip"]
-                clients.append(client)
-        session.tokens -= len(clients) / WATCH_RECORDS_PER_EVENT
-        return Reply("watch_snapshot", {"clients": clients, "total": total,
-                                        "truncated": len(clients) < total})
+        body, items = self.watch.answer(sid, names, since, hide_ip)
+        session.tokens -= items / WATCH_RECORDS_PER_EVENT
+        return Reply("watch_snapshot", body)
 
     def _watch_names(self, names: Any) -> list[str] | None:
         if names is None:

@@ -195,6 +195,9 @@ def test_recovery_restores_clients_and_purges_guests(world):
     world.settle()
     assert result == {"restored": 2, "purged_guests": 1}
     assert world.store.get("guest-1") is None
+    removed = world.sockets.events("client_removed")
+    assert [(d["name"], d["reason"]) for d in removed] == [("guest-1", "startup_purge")]
+    assert [c.name for c in world.store.changes_since(0, 10).changes][:1] == ["guest-1"]
     assert world.state("alice").status == "reconnecting"
     assert world.sockets.statuses("alice") == [("reconnecting", "server_restart", 4)]
     assert world.sockets.statuses("bob") == []  # already reconnecting: fresh grace, no event
