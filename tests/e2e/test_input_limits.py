@@ -15,6 +15,7 @@ from presence_server.store import open_store
 from presence_server.store.records import ClientRecord
 
 from tests.support.clients import RecordingClient
+from tests.support.raw_engineio import RawWebsocket
 from tests.support.server import wait_for
 
 from .helpers import SHORT, http, wait_record
@@ -221,48 +222,21 @@ def test_idle_unnamed_sockets_are_closed(make_server, connect, transport, unique
     assert named.heartbeat(name)["status"] == "ok"
 
 
-def _engineio_only(server, join_then_leave: bool):
+def _engineio_only(server, join_then_leave: bool) -> RawWebsocket:
     """A raw Engine.IO websocket that answers pings but holds no Socket.IO session."""
-    import websocket
-
-    ws = websocket.create_connection(
-        server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
-        timeout=5)
-    assert ws.recv().startswith("0{")  # Engine.IO OPEN
+    raw = RawWebsocket(server.url, join=join_then_leave)
     if join_then_leave:
-        ws.send("40")
-        assert ws.recv().startswith("40{")
-        ws.send("41")  # leaves the namespace, keeps the connection
-    return ws
-
-
-def _closed_within(ws, timeout: float) -> bool:
-    """Answer pings until the server ends the connection; False if it is still open."""
-    import websocket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ws.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            opcode, data = ws.recv_data(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            return False
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            return True
-        if opcode == websocket.ABNF.OPCODE_CLOSE or (not data and not ws.connected):
-            return True
-        if data == b"2":
-            ws.send("3")
-    return False
+        raw.send("41")  # leaves the namespace, keeps the connection
+    return raw
 
 
 @pytest.mark.parametrize("join_then_leave", [False, True], ids=["never-joins", "joins-leaves"])
 def test_engineio_connections_without_a_socketio_session_are_closed(make_server,
                                                                     join_then_leave):
     server = make_server({**QUIET, "socket": {"unnamed_timeout": "1s", "ping_interval": "0.5s"}})
-    ws = _engineio_only(server, join_then_leave)
+    raw = _engineio_only(server, join_then_leave)
     try:
-        assert _closed_within(ws, SHORT), "the server kept an Engine.IO-only connection open"
+        assert raw.read_until_closed(SHORT), "the server kept an Engine.IO-only connection open"
     finally:
-        ws.close()
+        raw.close()
     assert "Traceback" not in server.log_text()

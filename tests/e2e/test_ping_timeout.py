@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 import socketio
-import websocket
 from engineio import packet
 
+from tests.support import raw_engineio
 from tests.support.server import wait_for
 
 from .helpers import SHORT, wait_record
@@ -112,35 +112,11 @@ def test_a_pause_while_a_pong_is_on_its_way_keeps_the_socket(server, unique, tra
         client.sio.disconnect()
 
 
-class MuteWebsocket:
+class MuteWebsocket(raw_engineio.RawWebsocket):
     """Engine.IO over a websocket, by hand: registers a name, then never answers a ping."""
 
     def __init__(self, url: str, name: str) -> None:
-        self.ws = websocket.create_connection(
-            url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
-        assert self.ws.recv().startswith("0{")  # Engine.IO OPEN
-        self.ws.send("40" + json.dumps({"clientName": name}))
-        assert self.ws.recv().startswith("40{")  # Socket.IO CONNECT accepted
-        self.packets: list[str] = []
-
-    def read_until_closed(self, timeout: float) -> bool:
-        """Read until the server closes the connection; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                return False
-            except (websocket.WebSocketConnectionClosedException, ConnectionError):
-                return True
-            if opcode == websocket.ABNF.OPCODE_CLOSE or (not data and not self.ws.connected):
-                return True
-            self.packets.append(data.decode())
-        return False
-
-    def close(self) -> None:
-        self.ws.close()
+        super().__init__(url, auth={"clientName": name}, answer_pings=False)
 
 
 class MutePolling:

@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-import websocket
+
+from tests.support import raw_engineio
 
 from .helpers import SHORT, wait_record
 
@@ -26,40 +27,11 @@ CONFIG = {"security": {"admin_token": ADMIN}}
 SOCKETIO_DISCONNECT = "41"
 
 
-class RawWebsocket:
+class RawWebsocket(raw_engineio.RawWebsocket):
     """Engine.IO over a websocket, by hand: registers a name, answers pings, records packets."""
 
     def __init__(self, url: str, name: str) -> None:
-        self.ws = websocket.create_connection(
-            url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
-        assert self.ws.recv().startswith("0{")  # Engine.IO OPEN
-        self.ws.send("40" + json.dumps({"clientName": name}))
-        assert self.ws.recv().startswith("40{")  # Socket.IO CONNECT accepted
-        self.packets: list[str] = []
-
-    def read_until_closed(self, timeout: float) -> bool:
-        """Read (answering pings) until the server closes the connection; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                return False
-            except (websocket.WebSocketConnectionClosedException, ConnectionError):
-                return True
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return True
-            text = data.decode()
-            if text == "" and not self.ws.connected:
-                return True
-            self.packets.append(text)
-            if text == "2":
-                self.ws.send("3")
-        return False
-
-    def close(self) -> None:
-        self.ws.close()
+        super().__init__(url, auth={"clientName": name})
 
 
 class RawPolling:
