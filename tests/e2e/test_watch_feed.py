@@ -34,34 +34,38 @@ class FeedWatcher(RecordingClient):
 
 
 def replay(watcher: RecordingClient) -> tuple[dict[str, tuple[str, int]], int, list[int]]:
-    """Rebuild the state from the watcher's answer and events, checking the order as it goes:
-    nothing before the answer, ids increasing past the answer's, versions up by one."""
-    state: dict[str, tuple[str, int]] | None = None
-    position = -1
-    ids: list[int] = []
+    """Rebuild the state from the watcher's answer and events: every event after the answer's
+    position, none twice, versions up by one.
+
+    The server queues the answer before any event after it and the events in feed order, but
+    python-engineio's client hands each received packet to a thread of its own, so the order in
+    which the test's callbacks run is not the wire's: the events are put back in `eventId`
+    order (the feed's), and none may be at or before the answer's position (that would be a
+    change in both the snapshot and the events).
+    """
     with watcher._changed:
         events = list(watcher.events)
-    for event, data, _ in events:
-        if event == "watch_ack":
-            assert state is None, "two answers"
-            position = data["eventId"]
-            if "clients" in data:
-                state = {c["name"]: (c["status"], c["version"]) for c in data["clients"]}
-            else:
-                raise AssertionError("replay needs a snapshot answer")
-        elif event in FEED_EVENTS:
-            assert state is not None, f"{event} {data} before the watch answer"
-            assert data["eventId"] > position, (data, position)
-            position = data["eventId"]
-            ids.append(position)
-            if event == "client_removed":
-                state.pop(data["name"], None)
-                continue
-            known = state.get(data["name"])
-            expected = 1 if known is None else known[1] + 1
-            assert data["version"] == expected, (data, known)
-            state[data["name"]] = (data["status"], data["version"])
-    assert state is not None
+    answers = [data for event, data, _ in events if event == "watch_ack"]
+    assert len(answers) == 1, f"{len(answers)} answers"
+    answer = answers[0]
+    if "clients" not in answer:
+        raise AssertionError("replay needs a snapshot answer")
+    state = {c["name"]: (c["status"], c["version"]) for c in answer["clients"]}
+    position = answer["eventId"]
+    changes = sorted(((event, data) for event, data, _ in events if event in FEED_EVENTS),
+                     key=lambda item: item[1]["eventId"])
+    ids = [data["eventId"] for _, data in changes]
+    assert len(ids) == len(set(ids)), f"an event twice: {ids}"
+    for event, data in changes:
+        assert data["eventId"] > position, (data, position)
+        position = data["eventId"]
+        if event == "client_removed":
+            state.pop(data["name"], None)
+            continue
+        known = state.get(data["name"])
+        expected = 1 if known is None else known[1] + 1
+        assert data["version"] == expected, (data, known)
+        state[data["name"]] = (data["status"], data["version"])
     return state, position, ids
 
 
