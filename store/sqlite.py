@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -27,7 +26,8 @@ from typing import Any
 
 from .base import Runner, Store, StoreError
 from .feed import ChangeLog
-from .records import ONLINE, STATUSES, Change, ClientRecord, Transition
+from .index import RecordIndex
+from .records import Change, ClientRecord, Transition
 
 log = logging.getLogger("presence.store")
 
@@ -104,14 +104,9 @@ class SqliteStore(Store):
             raise StoreError(f"store: cannot write {self.path} ({error})") from error
         self._identity = self._file_identity()
         self._written_since_trim: dict[str, int] = {}
-        self._records: dict[str, ClientRecord] = {}
-        self._by_status: dict[str, set[str]] = {}
-        self._by_node: dict[str, set[str]] = {}
-        self._guest_names: set[str] = set()
-        self._connections = 0
-        self._by_contact_second: dict[int, set[str]] = {}
+        self._index = RecordIndex()
         for record in self._load_records():
-            self._put(record)
+            self._index.put(record)
         self.feed = self._load_feed(backlog)
         self._changes_since_trim = 0
 
@@ -349,105 +344,35 @@ class SqliteStore(Store):
 
     # --- the in-memory records and their index ----------------------------------------------------
     def save(self, record: ClientRecord, transition: Transition | None = None) -> None:
-        self._put(record)
+        self._index.put(record)
         super().save(record, transition)
 
     def save_contact(self, record: ClientRecord) -> None:
-        self._put(record)
+        self._index.put(record)
         super().save_contact(record)
 
     def delete(self, names) -> int:
         names = set(names)
         existing = sum(1 for name in names if self.get(name) is not None)
         for name in names:  # out of the index first: queries see the deletion at once
-            old = self._records.pop(name, None)
-            if old is not None:
-                self._unindex(old)
+            self._index.remove(name)
         super().delete(names)
         return existing
 
-    def _put(self, record: ClientRecord) -> None:
-        """Keep `record` and its index entries: O(1), and on the heartbeat path (where only
-        the contact times change) a dict store, a few comparisons, at most a set move."""
-        old = self._records.get(record.name)
-        self._records[record.name] = record
-        if old is not None:
-            if (old.status == record.status and old.guest == record.guest
-                    and old.node == record.node):
-                self._connections += record.connections - old.connections
-                self._move_contact(record.name, _contact_second(old), _contact_second(record))
-                return
-            self._unindex(old)
-        self._by_status.setdefault(record.status, set()).add(record.name)
-        self._by_node.setdefault(record.node, set()).add(record.name)
-        if record.guest:
-            self._guest_names.add(record.name)
-        self._connections += record.connections
-        self._move_contact(record.name, None, _contact_second(record))
-
-    def _unindex(self, record: ClientRecord) -> None:
-        for index, key in ((self._by_status, record.status), (self._by_node, record.node)):
-            names = index.get(key)
-            if names is not None:
-                names.discard(record.name)
-                if not names:
-                    del index[key]
-        self._guest_names.discard(record.name)
-        self._connections -= record.connections
-        self._move_contact(record.name, _contact_second(record), None)
-
-    def _move_contact(self, name: str, old: int | None, new: int | None) -> None:
-        """Online, connected records by the whole second of their last contact, so that
-        `responsive` counts buckets (about one per second of the window) instead of records."""
-        if old == new:
-            return
-        buckets = self._by_contact_second
-        if old is not None:
-            bucket = buckets.get(old)
-            if bucket is not None:
-                bucket.discard(name)
-                if not bucket:
-                    del buckets[old]
-        if new is not None:
-            bucket = buckets.get(new)
-            if bucket is None:
-                buckets[new] = bucket = set()
-            bucket.add(name)
-
-    def _select(self, names: set[str] | None) -> list[ClientRecord]:
-        records = self._records
-        return [records[name] for name in names] if names else []
-
     def by_status(self, status: str) -> list[ClientRecord]:
-        return self._select(self._by_status.get(status))
+        return self._index.by_status(status)
 
     def guests(self) -> list[ClientRecord]:
-        return self._select(self._guest_names)
+        return self._index.guests()
 
     def of_node(self, node: str) -> list[ClientRecord]:
-        return self._select(self._by_node.get(node))
+        return self._index.of_node(node)
 
     def counts(self) -> dict[str, int]:
-        counts = {status: len(names) for status, names in self._by_status.items()}
-        for status in STATUSES:
-            counts.setdefault(status, 0)
-        counts.update(total=len(self._records), guests=len(self._guest_names),
-                      connections=self._connections)
-        return counts
+        return self._index.counts()
 
     def responsive(self, now: float, window: float) -> int:
-        """O(seconds with a contact) — online clients are silent for a few heartbeat intervals
-        at most, so a few hundred buckets — plus the records of the one bucket the window's
-        edge cuts through; never O(clients)."""
-        edge = now - window
-        count = 0
-        for second, names in list(self._by_contact_second.items()):
-            if second >= edge:
-                count += len(names)
-            elif second + 1 > edge:  # the edge cuts this second: look at each contact
-                records = self._records
-                count += sum(1 for name in names if records[name].last_contact >= edge)
-        return count
+        return self._index.responsive(now, window)
 
     def _load_feed(self, backlog: int) -> ChangeLog:
         """The last `backlog` changes kept, and the highest id ever given (transitions and the
@@ -475,10 +400,10 @@ class SqliteStore(Store):
         return [ClientRecord.from_dict(json.loads(row[0])) for row in rows]
 
     def _read_one(self, name: str) -> ClientRecord | None:
-        return self._records.get(name)
+        return self._index.get(name)
 
     def _read_all(self) -> list[ClientRecord]:
-        return list(self._records.values())
+        return self._index.values()
 
     def _read_transitions(self, name: str, limit: int) -> list[Transition]:
         rows = self._run(lambda: self._connection.execute(
@@ -501,14 +426,6 @@ class SqliteStore(Store):
 
     def _close(self) -> None:
         self._run(self._connection.close)
-
-
-def _contact_second(record: ClientRecord) -> int | None:
-    """The bucket of a record `responsive` may count: online, connected, heard from."""
-    contact = record.last_contact
-    if record.status != ONLINE or record.connections <= 0 or contact is None:
-        return None
-    return math.floor(contact)
 
 
 def _outcome(function: Callable[[], Any]) -> tuple[bool, Any]:
