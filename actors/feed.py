@@ -90,8 +90,21 @@ class PresenceFeed:
             except Exception:
                 log.exception("change listener failed for %s", change.name)
 
+    def applied(self, change: Change) -> None:
+        """A shared store's feed reader applied `change` (any node's): tell the local
+        watchers and listeners, in feed order. Never called for a single-node store, whose
+        changes are told where they are made."""
+        self._changed(change, change.payload())
+
     def status_changed(self, record: ClientRecord, previous: str | None) -> None:
         payload = status_event(record, previous)
+        if self.store.shared:  # committed with its event id; the feed reader tells watchers
+            transition = Transition(record.name, record.status, previous, record.reason,
+                                    record.since, record.version, record.node)
+            self.store.commit_change(record, transition, STATUS_CHANGED, payload)
+            log.info("[STATUS] %s: %s (reason: %s)", record.name, record.status, record.reason)
+            self._tell_listeners(record.name, payload)
+            return
         change = self.store.log_change(STATUS_CHANGED, payload)
         transition = Transition(
             name=record.name,
@@ -106,11 +119,14 @@ class PresenceFeed:
         self.store.save(record, transition)
         log.info("[STATUS] %s: %s (reason: %s)", record.name, record.status, record.reason)
         self._changed(change, payload)
+        self._tell_listeners(record.name, payload)
+
+    def _tell_listeners(self, name: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
             try:
                 listener(payload)
             except Exception:
-                log.exception("status listener failed for %s", record.name)
+                log.exception("status listener failed for %s", name)
 
     def touched(self, record: ClientRecord) -> None:
         self.store.save(record)
@@ -119,11 +135,30 @@ class PresenceFeed:
         """Only contact times moved (the heartbeat path): the store writes it lazily."""
         self.store.save_contact(record)
 
+    def remove(self, records: list[ClientRecord], reason: str, now: float) -> int:
+        """Delete records and their history: one log line and a `client_removed` feed entry
+        each; answers how many existed."""
+        if self.store.shared:  # one commit each: the deletion and its feed entry together
+            for record in records:
+                log.info("[REMOVED] %s: was %s (reason: %s)", record.name, record.status,
+                         reason)
+                self.store.commit_removal(record, removal_event(record, reason, now))
+            return len(records)
+        deleted = self.store.delete([record.name for record in records])
+        for record in records:
+            self.removed(record, reason, now)
+        return deleted
+
     def removed(self, record: ClientRecord, reason: str, now: float) -> None:
         """A record was deleted: one log line, `client_removed` to watchers."""
         log.info("[REMOVED] %s: was %s (reason: %s)", record.name, record.status, reason)
         payload = removal_event(record, reason, now)
         self._changed(self.store.log_change(REMOVED, payload), payload)
+
+    def resync(self, position: int) -> None:
+        """The feed had a gap (several nodes): watchers must take a new snapshot."""
+        log.warning("feed gap: watchers told to resync at %d", position)
+        self._emit("resync", {"eventId": position, "reason": "feed_gap"}, to=WATCHERS_ROOM)
 
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)

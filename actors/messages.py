@@ -215,3 +215,35 @@ class DeleteClient:
 @dataclass(frozen=True, slots=True)
 class Census:
     """Asked: answers `{actors, alive, mailbox}` (the client actors the supervisor holds)."""
+
+
+# --- from a shared store (several nodes), to the supervisor -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StandDown:
+    """A commit for `name` was refused (`outcome`: another node owns it, or it moved past the
+    version this node knew): stop its actor without emitting anything; this node's live sockets
+    of `name` (if any) register again, from the record as it is now."""
+
+    name: str
+    outcome: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reannounce:
+    """This node was fenced (its lease lapsed) or Redis lost its data: stop every client
+    actor and register every live socket again, from the records as they are now."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLost:
+    """This node claimed a dead node (lease lapsed at `lapsed`): its clients that no other node
+    took become reconnecting (`node_lost`), their grace counted from the lapse."""
+
+    node: str
+    lapsed: float
+    names: tuple[str, ...]

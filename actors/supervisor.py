@@ -30,6 +30,7 @@ from .client import ActorContext, ClientActor, ClientEntry, carry_out
 from .messages import (
     ActorDied,
     Census,
+    ClaimLost,
     ClientIdle,
     Connect,
     DeleteClient,
@@ -41,7 +42,9 @@ from .messages import (
     KickClient,
     LogStats,
     Lookup,
+    NodeLost,
     OfflineTimeout,
+    Reannounce,
     Recover,
     Restore,
     Retire,
@@ -50,6 +53,7 @@ from .messages import (
     SendChecks,
     Shutdown,
     ShutdownAll,
+    StandDown,
     Sweep,
 )
 from .stats import store_stats
@@ -170,12 +174,21 @@ class Supervisor(pykka.ThreadingActor):
             DeleteGuests: self._delete_guests,
             DeleteClient: self._delete_client,
             Census: self._census,
+            StandDown: self._stand_down,
+            Reannounce: self._reannounce,
+            ClaimLost: self._claim_lost,
         }
 
     # --- registry ---------------------------------------------------------------------------------
-    def _spawn(self, state: machine.ClientState, first: Any = None) -> ClientEntry:
+    def _spawn(self, state: machine.ClientState, first: Any = None,
+               claim_from: str | None = None) -> ClientEntry:
         """Start an actor for `state`; `first` reaches its mailbox before the actor is listed,
-        so whoever finds it in the directory (and tells or asks it) queues behind it."""
+        so whoever finds it in the directory (and tells or asks it) queues behind it. On a
+        shared store its first write claims the record for this node (from `claim_from`
+        only, when given)."""
+        store = self.context.feed.store
+        if store.shared:
+            store.claim(state.name, claim_from)
         entry = ClientEntry(ref=None, state=state)
         entry.ref = ClientActor.start(entry, self.context)
         if first is not None:
@@ -197,7 +210,8 @@ class Supervisor(pykka.ThreadingActor):
             return
         if isinstance(message.message, Disconnect):
             return  # no actor means no socket to lose (retired idle, or deleted): nothing to do
-        record = self.context.feed.store.get(name)
+        store = self.context.feed.store
+        record = store.load(name) if store.shared else store.get(name)
         if record is not None:
             state = machine.ClientState.from_record(record, self.node)
         else:
@@ -327,6 +341,9 @@ class Supervisor(pykka.ThreadingActor):
 
     def _step_stored(self, record: ClientRecord, message: Any) -> None:
         """Run a stored record no actor holds through the state machine, carry out the effects."""
+        store = self.context.feed.store
+        if store.shared:  # the write claims the record (from its owner as we know it)
+            store.claim(record.name, record.node)
         state = machine.ClientState.from_record(record)
         after, effects = machine.step(state, message, self.context.timing)
         carry_out(self.context, after, effects)
@@ -373,11 +390,9 @@ class Supervisor(pykka.ThreadingActor):
                 if entry.ref.is_alive():
                     entry.ref.stop(block=False)
         sids |= {sid for sid, name in self.sockets.live_sockets().items() if name in names}
-        deleted = self.context.feed.store.delete(names)
+        deleted = self.context.feed.remove(records, reason, now)
         if sids:
             self.context.feed.close_sockets(frozenset(sids))
-        for record in records:
-            self.context.feed.removed(record, reason, now)
         return deleted
 
     def _log_stats(self, message: LogStats) -> None:
@@ -398,9 +413,8 @@ class Supervisor(pykka.ThreadingActor):
         purged = 0
         if self.intervals.purge_guests_on_startup:
             guests = [r for r in mine if r.guest]
-            purged = store.delete([r.name for r in guests]) if guests else 0
-            for record in guests:  # in the change feed too: a resumed /events drops them
-                self.context.feed.removed(record, "startup_purge", message.now)
+            # in the change feed too: a resumed /events drops them
+            purged = self.context.feed.remove(guests, "startup_purge", message.now)
         restored = 0
         for record in mine:
             if record.guest and self.intervals.purge_guests_on_startup:
@@ -474,6 +488,54 @@ class Supervisor(pykka.ThreadingActor):
             return False
         self._remove([record], "admin", message.now)
         return True
+
+    # --- several nodes (a shared store) ----------------------------------------------------------
+    def _live_sids(self, name: str) -> list[str]:
+        return [sid for sid, owner in self.sockets.live_sockets().items() if owner == name]
+
+    def _stand_down(self, message: StandDown) -> None:
+        """A refused commit: the actor stops without emitting; this node's live sockets of the
+        client register again from the record as it is now (most recent registration owns)."""
+        entry = self.directory.pop(message.name, None)
+        self._idle.discard(message.name)
+        if entry is not None and entry.ref.is_alive():
+            entry.ref.stop(block=False)
+        if self._stopping:
+            return
+        for sid in self._live_sids(message.name):
+            self._route(Route(message.name, Connect(sid, None, message.now)))
+
+    def _reannounce(self, message: Reannounce) -> None:
+        """Fenced, or Redis came back empty: stop every actor, register every live socket
+        again (each claims its record anew)."""
+        if self._stopping:
+            return
+        for entry in list(self.directory.values()):
+            if entry.ref.is_alive():
+                entry.ref.stop(block=False)
+        self.directory.clear()
+        self._idle.clear()
+        live = self.sockets.live_sockets()
+        log.warning("re-announcing %d live sockets", len(live))
+        for sid, name in list(live.items()):
+            self._route(Route(name, Connect(sid, None, message.now)))
+
+    def _claim_lost(self, message: ClaimLost) -> None:
+        """A dead node's clients: reconnecting (`node_lost`) with a grace from the lapse, unless
+        another node took them meanwhile (the claim then fails and the actor stands down)."""
+        store = self.context.feed.store
+        claimed = 0
+        for name in message.names:
+            if name in self.directory or self._stopping:
+                continue
+            record = store.load(name)
+            if record is None or record.node != message.node or not machine.restorable(record):
+                continue
+            state = machine.ClientState.from_record(record, self.node)
+            self._spawn(state, claim_from=message.node).ref.tell(NodeLost(message.lapsed))
+            claimed += 1
+        log.warning("node %s lost: %d of its clients are now this node's, reconnecting "
+                    "(node_lost) with a grace from the lapse", message.node, claimed)
 
     def _has_sockets(self, name: str) -> bool:
         entry = self.directory.get(name)

@@ -4,8 +4,7 @@ Order (later wins): the packaged/repo `config.yaml`, `--config PATH` or `PRESENC
 `PRESENCE__<SECTION>__<KEY>` variables, then the conventional variables (`REDIS_URL`,
 `PRESENCE_ADMIN_TOKEN`, `PRESENCE_SECRET`). Every value is parsed and checked here, so a bad
 one stops start-up with a `ConfigError` naming the key and why. A Redis URL (Heroku's add-on sets
-`REDIS_URL`) is accepted but, until the Redis store lands, logged as one warning and replaced by the
-embedded store.
+`REDIS_URL`) switches the store, the change feed and the Socket.IO message queue to Redis.
 """
 
 from __future__ import annotations
@@ -121,14 +120,15 @@ def _origins(value: Any) -> str | list[str]:
     return items
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 EMBEDDED_STORE_URL = "sqlite:///presence.db"
 
 
 def _store_url(value: Any) -> str:
     url = _text(value)
     if not (url.startswith("sqlite:///") or url.startswith(REDIS_SCHEMES)):
-        raise ValueError(f"expected sqlite:///PATH or redis://HOST:PORT/DB, got {url!r}")
+        raise ValueError(f"expected sqlite:///PATH, redis://HOST:PORT/DB or "
+                         f"redis+sentinel://HOST:PORT/SERVICE, got {redact(url)!r}")
     return url
 
 
@@ -296,7 +296,6 @@ def load_config(
     if overlay_path:
         _merge(raw, _read_yaml(Path(overlay_path)), str(overlay_path))
     _merge(raw, _environment_overlay(environ), "the environment")
-    embedded_url = raw.get("store", {}).get("url")
     for variable, (section, key) in CONVENTIONAL_VARIABLES.items():
         if environ.get(variable):
             raw.setdefault(section, {})[key] = environ[variable]
@@ -312,31 +311,13 @@ def load_config(
             except ValueError as error:
                 raise ConfigError(f"{section}.{key}: {error}") from None
     _check_invariants(parsed)
-    parsed["store"]["url"] = _embedded_until_redis(parsed["store"]["url"], embedded_url, environ)
 
     log_level = environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    node_id = environ.get("PRESENCE_NODE_ID", "").strip() or _default_node_id()
+    node_id = (environ.get("PRESENCE_NODE_ID", "").strip() or environ.get("DYNO", "").strip()
+               or _default_node_id())
     return Config(**parsed, node_id=node_id, log_level=log_level)
-
-
-def _embedded_until_redis(url: str, embedded_url: Any, environ: Mapping[str, str]) -> str:
-    """The store URL to open: a Redis one falls back to the embedded store, with one warning.
-
-    The Redis store is not in this release, and Heroku sets `REDIS_URL` as soon as a Redis
-    add-on is attached: refusing it would crash-loop the dyno. The fallback is the SQLite URL of
-    the files (what `REDIS_URL` overrode), else the default `sqlite:///presence.db`.
-    """
-    if not url.startswith(REDIS_SCHEMES):
-        return url
-    fallback = embedded_url if isinstance(embedded_url, str) and embedded_url.strip().startswith(
-        "sqlite:///") else EMBEDDED_STORE_URL
-    source = "REDIS_URL" if environ.get("REDIS_URL") else "store.url"
-    log.warning("%s is %s, but the Redis store is not in this release: using the embedded "
-                "store %s instead",
-                source, redact(url), fallback.strip())
-    return fallback.strip()
 
 
 def redact(url: str) -> str:

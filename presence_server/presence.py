@@ -11,6 +11,7 @@ sockets (for its sweeps) and the feed needs `emit`, both of which exist only onc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,7 +19,15 @@ from typing import Any
 from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import Cancelable, Clock, Scheduler
 from presence_server.actors.feed import ChangeListener, Emit, PresenceFeed
-from presence_server.actors.messages import DeleteClient, DeleteGuests, KickClient, Route
+from presence_server.actors.messages import (
+    ClaimLost,
+    DeleteClient,
+    DeleteGuests,
+    KickClient,
+    Reannounce,
+    Route,
+    StandDown,
+)
 from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
 from presence_server.actors.stats import store_stats
@@ -34,6 +43,8 @@ from presence_server.store.records import ClientRecord, FeedPage, Transition
 from presence_server.web.identity import Identities
 
 from .metrics import PresenceMetrics
+
+log = logging.getLogger("presence.runtime")
 
 ADMIN_TIMEOUT = 10.0  # seconds an admin operation may wait for the supervisor
 
@@ -59,6 +70,8 @@ class Presence:
         self.supervisor: Any = None
         self.meters = PresenceMetrics(counts=store.counts, mailbox=Mailbox.waiting)
         self._change_listeners: list[ChangeListener] = []
+        self._reset_listeners: list[Callable[[], None]] = []
+        self.sockets: SocketPort | None = None
 
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
@@ -67,8 +80,54 @@ class Presence:
         self.feed.subscribe(self.meters.status_changed)
         for listener in self._change_listeners:
             self.feed.subscribe_changes(listener)
+        self.sockets = sockets
         self.supervisor = Supervisor.start(self.directory, self._actor_context, self.intervals,
                                            sockets, self.node)
+        if self.store.shared:  # several nodes: changes reach watchers from the feed reader
+            self.store.listener = self.feed.applied
+            self.store.events = _StoreEvents(self)
+            self.store.node_info = self.node_info
+
+    def node_info(self) -> dict[str, Any]:
+        """What this node renews with its lease (several nodes): sockets and responsive
+        clients here (O(this node's actors), every `node_timeout / 3`)."""
+        window = self.intervals.connection_check + CHECK_RESPONSE_WINDOW
+        edge = self.clock.now() - window
+        responsive = sum(1 for entry in list(self.directory.values())
+                         if entry.state.status == "online" and entry.state.sockets
+                         and (entry.state.last_contact or 0) >= edge)
+        live = self.sockets.live_sockets() if self.sockets is not None else {}
+        return {"started": time.time() - self.uptime(), "connections": len(live),
+                "responsive": responsive}
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The nodes sharing the store (`GET /api/nodes`); just this one on SQLite."""
+        if self.store.shared:
+            return self.store.nodes()
+        info = self.node_info()
+        return [{"node": self.node, "started": info["started"], "lease_age": 0.0,
+                 "connections": info["connections"], "responsive": info["responsive"],
+                 "alive": True}]
+
+    def subscribe_resets(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` when the feed had a gap (several nodes: Redis lost data or this
+        node fell behind the backlog): subscribers must resync from a snapshot."""
+        self._reset_listeners.append(listener)
+
+    def feed_reset(self, reannounce: bool) -> None:
+        """The shared store reloaded its mirror after a gap in the feed: watchers get
+        `resync`, resumable streams are closed (they resume into a resync), and with
+        `reannounce` every live socket registers again."""
+        position = self.store.feed_position()
+        if self.feed is not None:
+            self.feed.resync(position)
+        for listener in self._reset_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("reset listener failed")
+        if reannounce:
+            self.supervisor.tell(Reannounce(self.clock.now()))
 
     def _actor_context(self, supervisor_ref: Any) -> ActorContext:
         return ActorContext(feed=self.feed, timing=self.timing, clock=self.clock,
@@ -175,12 +234,13 @@ class Presence:
 
     def health(self) -> dict[str, Any]:
         store = self.store.health()
-        return {
+        body = {
             "status": "ok" if store["ok"] and not self.shutting_down else "degraded",
             "uptime": round(self.uptime(), 3),
             "node": self.node,
             "store": store,
         }
+        return body
 
     # --- admin operations ---------------------------------------------------------------------
     def kick(self, name: str) -> ClientRecord | None:
@@ -197,3 +257,23 @@ class Presence:
         """Delete every guest, one guest, or guests with no socket last seen before `before`."""
         return self.supervisor.ask(DeleteGuests(self.clock.now(), guest_id=guest_id,
                                                 before=before), timeout=ADMIN_TIMEOUT)
+
+
+class _StoreEvents:
+    """What a shared store reports, turned into supervisor messages (never waits)."""
+
+    def __init__(self, presence: Presence) -> None:
+        self.presence = presence
+
+    def rejected(self, name: str, outcome: str) -> None:
+        self.presence.supervisor.tell(StandDown(name, outcome, self.presence.clock.now()))
+
+    def fenced(self) -> None:
+        self.presence.supervisor.tell(Reannounce(self.presence.clock.now()))
+
+    def nodes_lost(self, lost: list[tuple[str, float, list[str]]]) -> None:
+        for node, lapsed, names in lost:
+            self.presence.supervisor.tell(ClaimLost(node, lapsed, tuple(names)))
+
+    def reset(self, reannounce: bool) -> None:
+        self.presence.feed_reset(reannounce)

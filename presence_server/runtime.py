@@ -79,7 +79,8 @@ class Runtime:
         self.store_lost_changes = False  # the final flush failed: exit non-zero (set by close)
         self.stop_accepting: Callable[[], None] = lambda: None  # set by the server that runs us
         self.store = open_store(config.store["url"], runner=_store_runner(),
-                                backlog=config.events["backlog"])
+                                backlog=config.events["backlog"], node=self.node,
+                                node_timeout=config.cluster["node_timeout"])
         self.presence = Presence(
             node=self.node, store=self.store, clock=self.clock, scheduler=self.scheduler,
             timing=timing_from(config), intervals=intervals_from(config),

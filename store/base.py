@@ -193,6 +193,15 @@ class Store(ABC):
                     or self._inflight.get(name))
         return buffered if buffered is not None else self._read_one(name)
 
+    def load(self, name: str) -> ClientRecord | None:
+        """The record as the store holds it now, for a new actor (a shared store reads it
+        fresh; here it is `get`)."""
+        return self.get(name)
+
+    def claim(self, name: str, from_owner: str | None = None) -> None:
+        """A shared store: the next write of `name` takes ownership of it. Nothing here."""
+        return None
+
     def all(self) -> list[ClientRecord]:
         records = {record.name: record for record in self._read_all()}
         records.update(self._inflight)

@@ -112,6 +112,16 @@ def stats():
     return jsonify(presence().stats())
 
 
+@api.get("/api/nodes")
+def nodes():
+    """The nodes sharing the store (CONTRACT §6); one on the embedded store."""
+    try:
+        listed = presence().nodes()
+    except Exception as problem:  # Redis unreachable: say so, do not 500 with a traceback
+        return error(503, "store_unavailable", f"the node list needs the store: {problem}")
+    return jsonify({"nodes": listed})
+
+
 def is_admin() -> bool:
     """The request carries the configured admin token."""
     expected = admin_token()

@@ -104,6 +104,7 @@ class EventStreams:
         self._wake: Any = None
         self._fan_out: Any = None
         presence.subscribe_changes(self._on_change)
+        presence.subscribe_resets(self.close_all)  # they resume into a resync snapshot
 
     # --- the fan-out --------------------------------------------------------------------------
     def _on_change(self, change: Change) -> None:

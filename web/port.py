@@ -64,7 +64,13 @@ class PresencePort(Protocol):
     def subscribe_changes(self, listener: Callable[[Change], None]) -> None:
         """Call `listener(change)` on every change, in order; it must not block."""
 
+    def subscribe_resets(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` when the feed had a gap (several nodes): resync from a snapshot."""
+
     def stats(self) -> dict[str, Any]: ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The nodes sharing the store: `{node, started, lease_age, connections, alive}`."""
 
     def metrics(self, accept: str | None = None) -> tuple[bytes, str]:
         """Prometheus exposition for `GET /metrics` (format chosen by `accept`), content type."""
