@@ -49,7 +49,7 @@ local counts = p .. 'counts'
 if exists then
   redis.call('SREM', p .. 'status:' .. cur[2], name)
   redis.call('HINCRBY', counts, cur[2], -1)
-  redis.call('HINCRBY', counts, 'connections', -tonumber(cur[4]))
+  redis.call('HINCRBY', counts, 'connections', 0 - tonumber(cur[4]))
   redis.call('SREM', p .. 'owned:' .. cur[5], name)
   if cur[3] == '1' then
     redis.call('HINCRBY', counts, 'guests', -1)

