@@ -52,3 +52,111 @@ def test_api_nodes_lists_both_nodes_alive(make_node):
     assert set(nodes) == {"node-a", "node-b"}
     assert all(n["alive"] and n["lease_age"] < 15 for n in nodes.values())
     assert time.time() - nodes["node-a"]["started"] < 120
+
+
+# Connected clients need no heartbeat within a test (silence limit 30 s); grace and node
+# timeout are short so a lost node's clients settle within seconds.
+CLUSTER = {"cluster": {"node_timeout": "3s"},
+           "monitoring": {"heartbeat_interval": "10s", "heartbeat_grace_period": "1s",
+                          "reconnection_grace_period": "3s"}}
+
+
+def epoch_seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def changes_of(watcher, name):
+    return sorted((e for e in watcher.of("client_status_changed") if e["name"] == name),
+                  key=lambda e: e["eventId"])
+
+
+def test_kill_9_of_a_node_its_clients_follow_the_contract(make_node, connect, unique):
+    a, b = make_node("node-a", CLUSTER), make_node("node-b", CLUSTER)
+    watcher = connect(b.url, watch=True)
+    gone, early, late = unique("gone"), unique("early"), unique("late")
+    for name in (gone, early, late):
+        connect(a.url, auth={"clientName": name})
+    for name in (gone, early, late):
+        wait_for(lambda name=name: status_on(b, name) == "online", 10)
+
+    killed_at = time.time()
+    a.kill()  # SIGKILL: no shutdown, no goodbye; its lease lapses within node_timeout
+    connect(b.url, auth={"clientName": early})  # back on B before the lapse
+    wait_for(lambda: status_on(b, late) == "reconnecting", 10,
+             message="the lost node's client is reconnecting (node_lost)")
+    assert b.client(late)["reason"] == "node_lost"
+    connect(b.url, auth={"clientName": late})  # back within its grace
+    wait_for(lambda: status_on(b, gone) == "offline", 15, message="offline after the grace")
+
+    offline = b.client(gone)
+    assert offline["reason"] == "reconnect_timeout" and offline["node"] == "node-b"
+    # due at node_timeout + grace after the kill, less the part of a renewal period (1 s)
+    # the lease had run when the node died
+    error = epoch_seconds(offline["since"]) - (killed_at + 3 + 3)
+    assert -1.0 - 0.5 <= error <= 1.0, f"offline {error:+.2f}s from node_timeout + grace"
+
+    assert [(c["status"], c["reason"]) for c in changes_of(watcher, early)] == [
+        ("online", "connected")]  # no change at all for the client that moved in time
+    assert [(c["status"], c["reason"]) for c in changes_of(watcher, late)] == [
+        ("online", "connected"), ("reconnecting", "node_lost"), ("online", "reconnected")]
+    assert [(c["status"], c["reason"]) for c in changes_of(watcher, gone)] == [
+        ("online", "connected"), ("reconnecting", "node_lost"),
+        ("offline", "reconnect_timeout")]
+    assert {n["node"] for n in b.get("/api/nodes")["nodes"]} == {"node-b"}
+    stats = b.get("/api/stats")
+    assert (stats["online"], stats["offline"]) == (2, 1)
+
+
+def recount(redis_server) -> tuple[dict[str, int], dict[str, int]]:
+    """Redis's counters, and the same counts recomputed from every client hash."""
+    client = redis_server.client()
+    kept = {k.decode(): int(v) for k, v in client.hgetall("{presence}:counts").items()}
+    counted = {"total": 0, "online": 0, "reconnecting": 0, "offline": 0, "guests": 0,
+               "connections": 0}
+    for key in client.scan_iter("{presence}:client:*"):
+        fields = client.hgetall(key)
+        counted["total"] += 1
+        counted[fields[b"status"].decode()] += 1
+        counted["guests"] += fields[b"guest"] == b"1"
+        counted["connections"] += int(fields[b"connections"])
+    return {k: kept.get(k, 0) for k in counted}, counted
+
+
+PAUSABLE = {**CLUSTER, "monitoring": {**CLUSTER["monitoring"],
+                                      "reconnection_grace_period": "6s"},
+            "socket": {"ping_interval": "10s", "ping_timeout": "20s"}}
+
+
+def test_a_paused_node_is_fenced_then_reannounces_with_no_ghost(make_node, connect, unique,
+                                                                redis_server):
+    a, b = make_node("node-a", PAUSABLE), make_node("node-b", PAUSABLE)
+    watcher = connect(b.url, watch=True)
+    name = unique("paused")
+    client = connect(a.url, auth={"clientName": name})
+    wait_for(lambda: status_on(b, name) == "online", 10)
+
+    a.signal(19)  # SIGSTOP, longer than node_timeout: B reaps A and takes its client
+    try:
+        wait_for(lambda: status_on(b, name) == "reconnecting", 15,
+                 message="B took the paused node's client (node_lost)")
+        assert b.client(name)["node"] == "node-b"
+    finally:
+        a.signal(18)  # SIGCONT: A finds itself fenced and re-announces its live socket
+    wait_for(lambda: status_on(b, name) == "online" and b.client(name)["node"] == "node-a",
+             15, message="A re-announced its live socket")
+    assert client.heartbeat(name)["status"] == "ok"
+    assert "fenced" in a.log_text()
+
+    assert [(c["status"], c["reason"], c["version"]) for c in changes_of(watcher, name)] == [
+        ("online", "connected", 1), ("reconnecting", "node_lost", 2),
+        ("online", "reconnected", 3)]
+    # no ghost: B's actor, deposed, has its grace run out; its commit is refused and it
+    # stands down without emitting anything
+    wait_for(lambda: "refused (deposed)" in b.log_text(), 15, message="B's actor stood down")
+    assert status_on(b, name) == "online"
+    assert len(changes_of(watcher, name)) == 3
+    kept, counted = recount(redis_server)
+    assert kept == counted
+    wait_for(lambda: a.get("/api/stats")["online"] == b.get("/api/stats")["online"] == 1, 5)
