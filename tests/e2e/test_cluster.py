@@ -160,3 +160,53 @@ def test_a_paused_node_is_fenced_then_reannounces_with_no_ghost(make_node, conne
     kept, counted = recount(redis_server)
     assert kept == counted
     wait_for(lambda: a.get("/api/stats")["online"] == b.get("/api/stats")["online"] == 1, 5)
+
+
+def test_redis_paused_for_3s_loses_nothing_and_marks_nobody_offline(make_node, connect, unique,
+                                                                    redis_server):
+    a, b = make_node("node-a", CLUSTER), make_node("node-b", CLUSTER)
+    watcher = connect(b.url, watch=True)
+    steady, newcomer = unique("steady"), unique("newcomer")
+    client = connect(a.url, auth={"clientName": steady})
+    wait_for(lambda: status_on(b, steady) == "online", 10)
+
+    redis_server.pause()  # SIGSTOP: connections hang, nothing answers
+    try:
+        assert a.get("/health")["status"] == "degraded"
+        assert client.heartbeat(steady)["status"] == "ok"  # actors keep answering
+        connect(a.url, auth={"clientName": newcomer})  # a change made during the outage
+        assert a.get("/health")["status"] == "degraded"
+    finally:
+        redis_server.resume()
+    wait_for(lambda: a.get("/health")["status"] == "ok", 15, message="health ok again")
+    wait_for(lambda: status_on(b, newcomer) == "online", 15,
+             message="the change made during the pause reached the other node")
+    watcher.wait_event("client_status_changed", lambda d: d["name"] == newcomer)
+    for name in (steady, newcomer):
+        assert all(c["status"] != "offline" for c in changes_of(watcher, name))
+    assert len(changes_of(watcher, newcomer)) == 1  # once, though its commit may be retried
+    kept, counted = recount(redis_server)
+    assert kept == counted
+
+
+def test_redis_restarted_empty_records_come_back_and_watchers_resync(make_node, connect,
+                                                                     unique, redis_server):
+    a, b = make_node("node-a", CLUSTER), make_node("node-b", CLUSTER)
+    watcher = connect(b.url, watch=True)
+    on_a, on_b = unique("on-a"), unique("on-b")
+    connect(a.url, auth={"clientName": on_a})
+    connect(b.url, auth={"clientName": on_b})
+    wait_for(lambda: status_on(a, on_b) == "online" and status_on(b, on_a) == "online", 10)
+    before = b.get("/api/stats")["online"]
+
+    redis_server.restart_empty()  # killed, and back with no data at all
+    watcher.wait_event("resync", timeout=15)
+    for node in (a, b):
+        for name in (on_a, on_b):
+            wait_for(lambda node=node, name=name: status_on(node, name) == "online", 15,
+                     message=f"{name} re-announced, seen on {node.name}")
+    assert b.client(on_a)["node"] == "node-a" and a.client(on_b)["node"] == "node-b"
+    wait_for(lambda: b.get("/api/stats")["online"] == before == a.get("/api/stats")["online"],
+             10)
+    kept, counted = recount(redis_server)
+    assert kept == counted and counted["online"] == 2

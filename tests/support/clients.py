@@ -11,7 +11,7 @@ import socketio
 EVENTS = ("heartbeat_response", "server_status_response", "client_status_changed",
           "client_reconnected", "connection_check", "server_shutdown", "error",
           "guest_registered", "watch_snapshot", "connect_error", "unwatch_response",
-          "client_removed")
+          "client_removed", "resync")
 
 
 class RecordingClient:
