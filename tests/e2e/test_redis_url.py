@@ -1,45 +1,46 @@
-"""REDIS_URL set (Heroku adds it with a Redis add-on): one warning and the embedded store, no crash.
-
-The Redis store is not in this release; the URL points at a port nothing listens on, so any
-attempt to use it would fail loudly.
-"""
+"""REDIS_URL (Heroku sets it with a Redis add-on) switches the store to Redis, under both entry
+points; an unreachable Redis stops start-up with one line (password hidden), exit status 1."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+
+from tests.support.server import free_port
 
 from .helpers import wait_record
 
 pytestmark = pytest.mark.timeout(90)
 
-REDIS_URL = "redis://:s3cret-pw@127.0.0.1:1/0"
 
-
-def test_redis_url_starts_on_the_embedded_store_with_one_warning(make_server, connect, unique):
-    server = make_server(env={"REDIS_URL": REDIS_URL})
-
+def test_redis_url_switches_the_store_to_redis(make_server, connect, unique, redis_server):
+    server = make_server(env={"REDIS_URL": redis_server.url})
     health = server.get("/health")
-    assert health["status"] == "ok" and health["store"]["kind"] == "sqlite"
+    assert health["status"] == "ok" and health["store"]["kind"] == "redis"
     name = unique("heroku")
     client = connect(server.url, auth={"clientName": name})
     assert client.heartbeat(name)["status"] == "ok"
     wait_record(server, name, "online")
-
+    fields = redis_server.client().hgetall(f"{{presence}}:client:{name}")
+    assert fields[b"status"] == b"online" and fields[b"node"] == b"test-node"
     assert server.stop() == 0
-    log = server.log_text()
-    warnings = [line for line in log.splitlines() if "Redis store is not in this release" in line]
-    assert len(warnings) == 1, log
-    assert "REDIS_URL" in warnings[0] and "redis://:***@127.0.0.1:1/0" in warnings[0]
-    assert "s3cret-pw" not in log
-    assert "Traceback" not in log
-    # the store of the config files (what REDIS_URL overrode) kept the client
-    assert (server.workdir / "presence.db").exists()
-    server.start()
-    assert server.client(name) is not None
+    assert not (server.workdir / "presence.db").exists()  # the embedded store was not used
 
 
-def test_redis_url_under_the_procfile_command(make_server):
-    server = make_server(procfile=True, env={"REDIS_URL": REDIS_URL})
-    assert server.get("/health")["store"]["kind"] == "sqlite"
+def test_redis_url_under_the_procfile_command(make_server, redis_server):
+    server = make_server(procfile=True, env={"REDIS_URL": redis_server.url})
+    assert server.get("/health")["store"]["kind"] == "redis"
     assert server.stop() == 0
-    assert "s3cret-pw" not in server.log_text()
+
+
+def test_an_unreachable_redis_stops_start_up_with_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://:s3cret-pw@127.0.0.1:1/0",
+           "PORT": str(free_port()), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "presence_server"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    output = done.stdout + done.stderr
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in output
+    assert "s3cret-pw" not in output and "Traceback" not in output
