@@ -229,6 +229,7 @@ class StandDown:
     name: str
     outcome: str
     now: float
+    owner: str | None = None  # the record's owner, when another node
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,3 +248,52 @@ class ClaimLost:
     node: str
     lapsed: float
     names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodesGone:
+    """These nodes' leases are gone (reaped, or they left): sockets of theirs that client
+    actors here hold (`node/sid`) are gone too."""
+
+    nodes: frozenset[str]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """A message another node sent this one (several nodes): `payload` as sent."""
+
+    payload: dict[str, Any]
+    now: float
+
+
+# --- between nodes: socket messages for a client owned by another node --------------------------
+# A socket of another node is `<node>/<sid>` in the owner's `ClientState.sockets` (Engine.IO sids
+# never hold a "/").
+FORWARDED = {kind.__name__: kind for kind in
+             (Connect, Heartbeat, Disconnect, CheckAnswered, ReconnectionSuccess)}
+
+
+def remote_sid(node: str, sid: str) -> str:
+    return f"{node}/{sid}"
+
+
+def split_sid(sid: str) -> tuple[str | None, str]:
+    """(`node`, `sid`) of a socket of another node, (None, `sid`) of a local one."""
+    node, slash, local = sid.partition("/")
+    return (node, local) if slash else (None, sid)
+
+
+def to_wire(message: Any, node: str) -> dict[str, Any]:
+    """A socket message of this node as another node's actor gets it (its sid qualified)."""
+    fields = {name: getattr(message, name) for name in message.__slots__}
+    fields["sid"] = remote_sid(node, fields["sid"])
+    return {"t": type(message).__name__, **fields}
+
+
+def from_wire(data: dict[str, Any]) -> Any:
+    """The message `to_wire` encoded; raises ValueError for anything else."""
+    kind = FORWARDED.get(data.get("t"))
+    if kind is None:
+        raise ValueError(f"not a forwardable message: {data.get('t')!r}")
+    return kind(**{name: data[name] for name in kind.__slots__})

@@ -38,11 +38,13 @@ from .messages import (
     Disconnect,
     GetState,
     GuestCleanup,
+    Inbox,
     Kick,
     KickClient,
     LogStats,
     Lookup,
     NodeLost,
+    NodesGone,
     OfflineTimeout,
     Reannounce,
     Recover,
@@ -55,6 +57,9 @@ from .messages import (
     ShutdownAll,
     StandDown,
     Sweep,
+    from_wire,
+    split_sid,
+    to_wire,
 )
 from .stats import store_stats
 
@@ -119,6 +124,8 @@ class Supervisor(pykka.ThreadingActor):
         self._idle: set[str] = set()
         self._retire_timer: Any = None
         self._stopping = False
+        # several nodes: the owner of a client whose actor stood down here (a `deposed`)
+        self._owners: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -177,6 +184,8 @@ class Supervisor(pykka.ThreadingActor):
             StandDown: self._stand_down,
             Reannounce: self._reannounce,
             ClaimLost: self._claim_lost,
+            Inbox: self._inbox,
+            NodesGone: self._nodes_gone,
         }
 
     # --- registry ---------------------------------------------------------------------------------
@@ -196,7 +205,11 @@ class Supervisor(pykka.ThreadingActor):
         self.directory[state.name] = entry
         return entry
 
-    def _route(self, message: Route) -> None:
+    def _route(self, message: Route, forward: bool = True) -> None:
+        """Deliver to the client's actor here, starting it when needed; on a shared store a
+        socket message for a client another live node owns goes to that node instead (a
+        `Connect` always starts an actor here: the most recent registration owns the client),
+        unless `forward` is False (it came from another node)."""
         if self._stopping:
             return
         name = message.name
@@ -208,6 +221,11 @@ class Supervisor(pykka.ThreadingActor):
             log.warning("client actor %s was not running; restarting it", name)
             self._spawn(entry.state, message.message)
             return
+        if forward and not isinstance(message.message, Connect):
+            owner = self._owner_elsewhere(name)
+            if owner is not None:
+                self._send_to(owner, name, message.message)
+                return
         if isinstance(message.message, Disconnect):
             return  # no actor means no socket to lose (retired idle, or deleted): nothing to do
         store = self.context.feed.store
@@ -286,12 +304,18 @@ class Supervisor(pykka.ThreadingActor):
                 log.warning("sweep: client actor %s was dead; restarting it", name)
                 entry = self._spawn(entry.state)
             for sid in entry.state.sockets:
+                if "/" in sid:
+                    continue  # another node's socket: that node tells us when it goes
                 if live.get(sid) != name:
                     log.info("sweep: %s had socket %s that is gone", name, sid)
                     entry.ref.tell(Disconnect(sid, now))
         for sid, name in live.items():
             entry = directory.get(name)
             if entry is None or sid not in entry.state.sockets:
+                owner = self._owner_elsewhere(name) if entry is None else None
+                if owner is not None:  # owned by another node: make sure it knows the socket
+                    self._send_to(owner, name, Connect(sid, None, now))
+                    continue
                 log.info("sweep: live socket %s of %s had no actor; registering it", sid, name)
                 self._route(Route(name, Connect(sid, None, now)))
 
@@ -493,17 +517,91 @@ class Supervisor(pykka.ThreadingActor):
     def _live_sids(self, name: str) -> list[str]:
         return [sid for sid, owner in self.sockets.live_sockets().items() if owner == name]
 
+    def _owner_elsewhere(self, name: str) -> str | None:
+        """The live node that owns `name`, when it is not this one (several nodes)."""
+        store = self.context.feed.store
+        if not store.shared:
+            return None
+        owner = self._owners.get(name)
+        if owner is None:
+            record = store.get(name)
+            owner = record.node if record is not None else None
+        if owner is None or owner == self.node or owner not in store.alive:
+            return None
+        return owner
+
+    def _send_to(self, node: str, name: str, message: Any, hops: int = 0) -> None:
+        """A socket message for `name`, to the actor of its owner `node` (its inbox)."""
+        if split_sid(message.sid)[0] is None:
+            wire = to_wire(message, self.node)
+        else:  # another node's socket already: relayed as it is
+            wire = {"t": type(message).__name__,
+                    **{field: getattr(message, field) for field in message.__slots__}}
+        self.context.feed.store.send(node, {"k": "to", "name": name, "m": wire,
+                                            "hops": hops})
+
+    def _inbox(self, message: Inbox) -> None:
+        """Another node's message: a socket message for a client we own (or should), or the
+        news that another node took one of ours (`deposed`)."""
+        payload = message.payload
+        try:
+            name = str(payload["name"])
+            if payload.get("k") == "deposed":
+                by = str(payload["by"])
+                if by != self.node:
+                    self._stand_down(StandDown(name, "deposed", message.now, by))
+                return
+            socket_message = from_wire(payload["m"])
+        except (KeyError, TypeError, ValueError) as problem:
+            log.error("inbox: unreadable message %r dropped (%s)", payload, problem)
+            return
+        hops = int(payload.get("hops", 0))
+        entry = self.directory.get(name)
+        if (entry is None or not entry.ref.is_alive()) and hops < 2:
+            owner = self._owners.get(name)  # we gave it away: pass it on, once more at most
+            if owner is not None and owner != self.node and owner in (
+                    self.context.feed.store.alive):
+                self._send_to(owner, name, socket_message, hops + 1)
+                return
+        self._route(Route(name, socket_message), forward=False)
+
     def _stand_down(self, message: StandDown) -> None:
-        """A refused commit: the actor stops without emitting; this node's live sockets of the
-        client register again from the record as it is now (most recent registration owns)."""
-        entry = self.directory.pop(message.name, None)
-        self._idle.discard(message.name)
+        """A refused commit or a `deposed` notice: the actor stops without emitting. When
+        another live node owns the client now, this node's sockets of it (and the other nodes'
+        sockets the actor knew) are announced to that owner; else this node's live sockets
+        register again here, from the record as it is now."""
+        name = message.name
+        entry = self.directory.pop(name, None)
+        self._idle.discard(name)
         if entry is not None and entry.ref.is_alive():
             entry.ref.stop(block=False)
+            log.info("%s: its actor here stands down (%s; owner now %s)", name,
+                     message.outcome, message.owner or "unknown")
         if self._stopping:
             return
-        for sid in self._live_sids(message.name):
-            self._route(Route(message.name, Connect(sid, None, message.now)))
+        owner = message.owner
+        store = self.context.feed.store
+        local = self._live_sids(name)
+        if owner is not None and owner != self.node and owner in store.alive:
+            self._owners[name] = owner
+            remote = [sid for sid in (entry.state.sockets if entry else ())
+                      if "/" in sid and split_sid(sid)[0] != owner]
+            for sid in (*local, *remote):
+                self._send_to(owner, name, Connect(sid, None, message.now))
+            return
+        self._owners.pop(name, None)
+        for sid in local:
+            self._route(Route(name, Connect(sid, None, message.now)))
+
+    def _nodes_gone(self, message: NodesGone) -> None:
+        """Sockets of nodes that are gone are gone: their actors here hear `Disconnect`."""
+        for name, owner in list(self._owners.items()):
+            if owner in message.nodes:
+                del self._owners[name]
+        for entry in list(self.directory.values()):
+            for sid in entry.state.sockets:
+                if split_sid(sid)[0] in message.nodes:
+                    entry.ref.tell(Disconnect(sid, message.now))
 
     def _reannounce(self, message: Reannounce) -> None:
         """Fenced, or Redis came back empty: stop every actor, register every live socket
@@ -523,6 +621,9 @@ class Supervisor(pykka.ThreadingActor):
     def _claim_lost(self, message: ClaimLost) -> None:
         """A dead node's clients: reconnecting (`node_lost`) with a grace from the lapse, unless
         another node took them meanwhile (the claim then fails and the actor stands down)."""
+        for name in message.names:
+            if self._owners.get(name) == message.node:
+                del self._owners[name]
         store = self.context.feed.store
         claimed = 0
         for name in message.names:

@@ -23,10 +23,13 @@ from presence_server.actors.messages import (
     ClaimLost,
     DeleteClient,
     DeleteGuests,
+    Inbox,
     KickClient,
+    NodesGone,
     Reannounce,
     Route,
     StandDown,
+    split_sid,
 )
 from presence_server.actors.ondemand import Mailbox
 from presence_server.actors.state import Timing
@@ -76,7 +79,8 @@ class Presence:
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
         starts the supervisor."""
-        self.feed = PresenceFeed(self.store, emit=emit, disconnect=close)
+        self._close_local = close
+        self.feed = PresenceFeed(self.store, emit=emit, disconnect=self._close_socket)
         self.feed.subscribe(self.meters.status_changed)
         for listener in self._change_listeners:
             self.feed.subscribe_changes(listener)
@@ -87,6 +91,25 @@ class Presence:
             self.store.listener = self.feed.applied
             self.store.events = _StoreEvents(self)
             self.store.node_info = self.node_info
+
+    def _close_socket(self, sid: str) -> None:
+        """Close a socket's transport: here, or (`node/sid`) through its node's inbox."""
+        node, local = split_sid(sid)
+        if node is None or node == self.node:
+            self._close_local(local)
+        else:
+            self.store.send(node, {"k": "close", "sid": local})
+
+    def from_node(self, payload: dict[str, Any]) -> None:
+        """A message from another node's inbox: close one of our sockets here; the rest
+        (socket messages for a client we own, `deposed`) go to the supervisor."""
+        if payload.get("k") == "close":
+            try:
+                self._close_local(str(payload["sid"]))
+            except Exception:
+                log.debug("socket %s was already closed", payload.get("sid"))
+            return
+        self.supervisor.tell(Inbox(payload, self.clock.now()))
 
     def node_info(self) -> dict[str, Any]:
         """What this node renews with its lease (several nodes): sockets and responsive
@@ -265,8 +288,15 @@ class _StoreEvents:
     def __init__(self, presence: Presence) -> None:
         self.presence = presence
 
-    def rejected(self, name: str, outcome: str) -> None:
-        self.presence.supervisor.tell(StandDown(name, outcome, self.presence.clock.now()))
+    def rejected(self, name: str, outcome: str, owner: str | None) -> None:
+        self.presence.supervisor.tell(StandDown(name, outcome, self.presence.clock.now(),
+                                                owner))
+
+    def inbox(self, payload: dict[str, Any]) -> None:
+        self.presence.from_node(payload)
+
+    def nodes_gone(self, nodes: frozenset[str]) -> None:
+        self.presence.supervisor.tell(NodesGone(nodes, self.presence.clock.now()))
 
     def fenced(self) -> None:
         self.presence.supervisor.tell(Reannounce(self.presence.clock.now()))

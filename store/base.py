@@ -44,6 +44,7 @@ class Store(ABC):
 
     kind: str = "abstract"
     shared: bool = False  # True when several nodes see the same records
+    alive: frozenset[str] = frozenset()  # a shared store: the nodes registered now
     flush_interval: float = 0.2
     contact_flush_interval: float = 1.0
 
@@ -197,6 +198,10 @@ class Store(ABC):
         """The record as the store holds it now, for a new actor (a shared store reads it
         fresh; here it is `get`)."""
         return self.get(name)
+
+    def send(self, node: str, payload: dict) -> None:
+        """A shared store: queue `payload` for another node's inbox."""
+        raise StoreError(f"the {self.kind} store serves one node")
 
     def claim(self, name: str, from_owner: str | None = None) -> None:
         """A shared store: the next write of `name` takes ownership of it. Nothing here."""

@@ -62,8 +62,15 @@ CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 class StoreEvents(Protocol):
     """What the Redis store tells the presence layer (from its own greenlets)."""
 
-    def rejected(self, name: str, outcome: str) -> None:
-        """A commit for `name` was refused (`deposed`, `stale`, `moved`): stand its actor down."""
+    def rejected(self, name: str, outcome: str, owner: str | None) -> None:
+        """A commit for `name` was refused (`deposed`, `stale`, `moved`; `owner`: the record's
+        owner then): stand its actor down."""
+
+    def inbox(self, payload: dict[str, Any]) -> None:
+        """Another node sent this node `payload` (`store.send`)."""
+
+    def nodes_gone(self, nodes: frozenset[str]) -> None:
+        """These nodes are no longer registered (reaped, or gone)."""
 
     def fenced(self) -> None:
         """This node lost its lease (it re-registered under a new epoch): re-announce."""
@@ -142,6 +149,8 @@ class RedisStore(Store):
                                health_check_interval=10)
         self._reader = connect(url, socket_timeout=BLOCK_MS / 1000 + 5,
                                socket_connect_timeout=3, health_check_interval=10)
+        self._inbox_reader = connect(url, socket_timeout=BLOCK_MS / 1000 + 5,
+                                     socket_connect_timeout=3, health_check_interval=10)
         # /health asks this one: a hung Redis answers "degraded" in half a second, not five
         self._probe = connect(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._commit = self._client.register_script(scripts.COMMIT)
@@ -153,6 +162,8 @@ class RedisStore(Store):
         self._latest: dict[str, ClientRecord] = {}  # the newest queued record of each name
         self._claims: dict[str, str | None] = {}  # name -> owner to claim from (None: anyone)
         self._contact_batch: dict[str, ClientRecord] = {}
+        self._outbox: deque[tuple[str, str]] = deque()  # (node, JSON) for other nodes' inboxes
+        self.alive: frozenset[str] = frozenset()  # registered nodes, as of the last renewal
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._fence_lock = threading.Lock()
@@ -273,6 +284,14 @@ class RedisStore(Store):
         if mirrored is not None and mirrored.version == record.version:
             self._index.put(record)  # fresher contact times, same status: still consistent
 
+    def send(self, node: str, payload: dict[str, Any]) -> None:
+        """Queue `payload` for `node`'s inbox (sent with the next commits; never waits)."""
+        if len(self._outbox) >= self.buffer_limit:
+            self._outbox.popleft()
+            self.dropped += 1
+        self._outbox.append((node, json.dumps(payload, separators=(",", ":"))))
+        self._wake.set()
+
     def log_change(self, event: str, payload: dict[str, object]) -> Change:
         raise StoreError("the Redis store gives event ids at commit (commit_change)")
 
@@ -285,10 +304,11 @@ class RedisStore(Store):
         contacts_due = time.monotonic() + self.contact_flush_interval
         while not self._closed or self._queue:
             timeout = max(0.0, contacts_due - time.monotonic())
-            if not self._queue:
+            if not self._queue and not self._outbox:
                 self._wake.wait(timeout)
             self._wake.clear()
             try:
+                self._send_outbox()
                 self._send_queued()
                 if time.monotonic() >= contacts_due or self._closed:
                     self._send_contacts()
@@ -305,6 +325,17 @@ class RedisStore(Store):
                 log.exception("redis store: the committer failed; retrying")
                 time.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)
+
+    def _send_outbox(self) -> None:
+        while self._outbox:
+            batch = [self._outbox[i] for i in range(min(PIPELINE, len(self._outbox)))]
+            pipe = self._client.pipeline(transaction=False)
+            for node, message in batch:
+                pipe.rpush(self.key("inbox", node), message)
+            pipe.execute()
+            for item in batch:
+                if self._outbox and self._outbox[0] is item:
+                    self._outbox.popleft()
 
     def _send_queued(self) -> None:
         while self._queue:
@@ -343,13 +374,14 @@ class RedisStore(Store):
         outcome = _text(result[0])
         if outcome in ("ok", "dup"):
             return
+        owner = _text(result[2]) if len(result) > 2 and result[2] else None
         if outcome == "fenced":
             self._fenced(epoch)
             return
-        log.warning("redis store: %s of %r refused (%s): its actor stands down", op.mode, name,
-                    outcome)
+        log.warning("redis store: %s of %r refused (%s; owner %s): its actor stands down",
+                    op.mode, name, outcome, owner)
         if self.events is not None:
-            self.events.rejected(name, outcome)
+            self.events.rejected(name, outcome, owner)
 
     def _send_contacts(self) -> None:
         batch, self._contact_batch = self._contact_batch, {}
@@ -460,6 +492,35 @@ class RedisStore(Store):
         if self.events is not None:
             self.events.reset(reannounce)
 
+    # --- the inbox (messages from other nodes) ----------------------------------------------------
+    def _run_inbox(self) -> None:
+        delay = 0.05
+        inbox = self.key("inbox", self.node)
+        while not self._closed:
+            try:
+                popped = self._inbox_reader.blpop([inbox], timeout=BLOCK_MS / 1000)
+                if popped is None:
+                    continue
+                messages = [popped[1], *(self._inbox_reader.lpop(inbox, PIPELINE) or ())]
+                for raw in messages:
+                    try:
+                        payload = json.loads(_text(raw))
+                    except ValueError:
+                        log.error("redis store: unreadable inbox message %r dropped", raw[:200])
+                        continue
+                    if self.events is not None:
+                        self.events.inbox(payload)
+                delay = 0.05
+            except CONNECTION_ERRORS as error:
+                if self._closed:
+                    return
+                self._failed(error)
+                time.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+            except Exception:
+                log.exception("redis store: the inbox reader failed; resuming")
+                time.sleep(delay)
+
     # --- leases -------------------------------------------------------------------------------
     def _run_leases(self) -> None:
         period = self.node_timeout / 3
@@ -468,6 +529,7 @@ class RedisStore(Store):
             try:
                 self.renew()
                 self.reap()
+                self._track_nodes()
             except CONNECTION_ERRORS as error:
                 self._failed(error)
             except Exception:
@@ -510,6 +572,13 @@ class RedisStore(Store):
             lost.append((node, lapsed_ms / 1000, names))
         if lost and self.events is not None:
             self.events.nodes_lost(lost)
+
+    def _track_nodes(self) -> None:
+        alive = frozenset(_text(node) for node in self._client.hkeys(self.key("nodes")))
+        gone = self.alive - alive
+        self.alive = alive
+        if gone and self.events is not None:
+            self.events.nodes_gone(gone)
 
     def nodes(self) -> list[dict[str, Any]]:
         """The registered nodes and the age of each lease (`GET /api/nodes`)."""
@@ -601,8 +670,9 @@ class RedisStore(Store):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, scheduler: Any) -> None:
+        self.alive = frozenset(_text(node) for node in self._client.hkeys(self.key("nodes")))
         for target, label in ((self._run_committer, "committer"), (self._run_reader, "reader"),
-                              (self._run_leases, "leases")):
+                              (self._run_leases, "leases"), (self._run_inbox, "inbox")):
             thread = threading.Thread(target=target, name=f"redis-{label}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -610,6 +680,7 @@ class RedisStore(Store):
     def flush(self, contacts: bool = True) -> bool:
         """Send what is queued now (shutdown, tests); answers whether all of it was sent."""
         try:
+            self._send_outbox()
             self._send_queued()
             if contacts:
                 self._send_contacts()
@@ -662,7 +733,7 @@ class RedisStore(Store):
         self._client.ping()
 
     def _close(self) -> None:
-        for client in (self._client, self._reader, self._probe):
+        for client in (self._client, self._reader, self._inbox_reader, self._probe):
             try:
                 client.close()
             except Exception:

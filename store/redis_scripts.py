@@ -19,9 +19,11 @@ from __future__ import annotations
 #       10 version, 11 record JSON, 12 last_seen, 13 last_contact ("" = none),
 #       14 feed event ("" = none), 15 event payload JSON (no eventId), 16 history entry JSON,
 #       17 feed backlog, 18 history cap, 19 claim only from this owner ("" = any), 20 name
-# Answers {outcome, n}: "ok" (n = event id or 0), "dup" (this op was applied already),
+# Answers {outcome, n, owner}: "ok" (n = event id or 0), "dup" (this op was applied already),
 # "fenced" (the node's lease epoch is gone), "deposed" (another node owns the record),
-# "stale" (the record moved past the expected version), "moved" (not the owner to claim from).
+# "stale" (the record moved past the expected version), "moved" (not the owner to claim from);
+# `owner` is the record's owner before the write. Taking a record from a live owner tells that
+# owner (a `deposed` message in its inbox), so its actor stands down at once.
 COMMIT = r"""
 local p = KEYS[1]
 local name = ARGV[20]
@@ -30,20 +32,25 @@ local ckey = p .. 'client:' .. name
 local cur = redis.call('HMGET', ckey, 'version', 'status', 'guest', 'connections', 'node',
                        'epoch', 'op')
 local exists = cur[1] ~= false
+local owner = cur[5] or ''
 if exists and cur[7] == op then
-  return {'dup', 0}
+  return {'dup', 0, owner}
 end
 if redis.call('HGET', p .. 'node:epochs', node) ~= epoch then
-  return {'fenced', 0}
+  return {'fenced', 0, owner}
 end
-if ARGV[19] ~= '' and (not exists or cur[5] ~= ARGV[19]) then
-  return {'moved', 0}
+if ARGV[19] ~= '' and (not exists or owner ~= ARGV[19]) then
+  return {'moved', 0, owner}
 end
-if exists and mode ~= 'delete' and take ~= '1' and (cur[5] ~= node or cur[6] ~= epoch) then
-  return {'deposed', tonumber(cur[1])}
+if exists and mode ~= 'delete' and take ~= '1' and (owner ~= node or cur[6] ~= epoch) then
+  return {'deposed', 0, owner}
 end
 if exists and ARGV[6] ~= '' and tonumber(cur[1]) ~= tonumber(ARGV[6]) then
-  return {'stale', tonumber(cur[1])}
+  return {'stale', 0, owner}
+end
+if exists and mode ~= 'delete' and owner ~= node and owner ~= '' and ARGV[19] == '' then
+  redis.call('RPUSH', p .. 'inbox:' .. owner,
+             cjson.encode({k = 'deposed', name = name, by = node}))
 end
 local counts = p .. 'counts'
 if exists then
@@ -58,7 +65,7 @@ end
 local n = 0
 if mode == 'delete' then
   if not exists then
-    return {'ok', 0}
+    return {'ok', 0, owner}
   end
   redis.call('DEL', ckey, p .. 'history:' .. name)
   redis.call('SREM', p .. 'guests', name)
@@ -98,7 +105,7 @@ if ARGV[14] ~= '' then
     redis.call('HSET', ckey, 'event', n)
   end
 end
-return {'ok', n}
+return {'ok', n, owner}
 """
 
 # Contact times of records the node owns (the heartbeat path, batched about once a second).
@@ -180,6 +187,7 @@ for i = 1, #lapsed, 2 do
     redis.call('ZREM', p .. 'node:leases', node)
     redis.call('HDEL', p .. 'node:epochs', node)
     redis.call('HDEL', p .. 'nodes', node)
+    redis.call('DEL', p .. 'inbox:' .. node)
     table.insert(claimed, node)
     table.insert(claimed, lapsed[i + 1])
   end

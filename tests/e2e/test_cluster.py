@@ -152,9 +152,11 @@ def test_a_paused_node_is_fenced_then_reannounces_with_no_ghost(make_node, conne
     assert [(c["status"], c["reason"], c["version"]) for c in changes_of(watcher, name)] == [
         ("online", "connected", 1), ("reconnecting", "node_lost", 2),
         ("online", "reconnected", 3)]
-    # no ghost: B's actor, deposed, has its grace run out; its commit is refused and it
-    # stands down without emitting anything
-    wait_for(lambda: "refused (deposed)" in b.log_text(), 15, message="B's actor stood down")
+    # no ghost: B's actor, deposed (A's claim told B), stood down without emitting anything:
+    # no actor and no timer of it is left on B
+    wait_for(lambda: "its actor here stands down (deposed; owner now node-a)" in b.log_text(),
+             15, message="B's actor stood down")
+    wait_for(lambda: b.get("/api/stats")["actors"] == 0, 5)
     assert status_on(b, name) == "online"
     assert len(changes_of(watcher, name)) == 3
     kept, counted = recount(redis_server)
