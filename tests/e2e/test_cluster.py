@@ -6,7 +6,10 @@ processes with distinct node ids; clients are real python-socketio clients.
 
 from __future__ import annotations
 
+import random
 import time
+
+import pytest
 
 from tests.support.server import wait_for
 
@@ -212,3 +215,54 @@ def test_redis_restarted_empty_records_come_back_and_watchers_resync(make_node, 
              10)
     kept, counted = recount(redis_server)
     assert kept == counted and counted["online"] == 2
+
+
+def history_in_redis(redis_server, name):
+    import json
+
+    raw = redis_server.client().lrange(f"{{presence}}:history:{name}", 0, -1)
+    return [json.loads(entry.decode().partition(" ")[2]) for entry in reversed(raw)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_client_flapping_between_two_nodes_has_one_owner_and_a_true_history(
+        make_node, connect, unique, redis_server, seed):
+    rng = random.Random(seed)
+    nodes = [make_node("node-a", CLUSTER), make_node("node-b", CLUSTER)]
+    name = unique("flapper")
+    open_sockets = []
+    for _ in range(30):
+        if open_sockets and rng.random() < 0.45:
+            open_sockets.pop(rng.randrange(len(open_sockets))).close()
+        else:
+            open_sockets.append(connect(rng.choice(nodes).url, auth={"clientName": name}))
+    if not open_sockets:
+        open_sockets.append(connect(nodes[0].url, auth={"clientName": name}))
+
+    def settled():
+        record = nodes[0].client(name)
+        fields = redis_server.client().hgetall(f"{{presence}}:client:{name}")
+        return (record is not None and record["status"] == "online"
+                and int(fields[b"connections"]) == len(open_sockets))
+    def state():
+        return (f"record {nodes[0].client(name)}, in Redis "
+                f"{redis_server.client().hgetall(f'{{presence}}:client:{name}')}, "
+                f"{len(open_sockets)} sockets open, actors "
+                f"{[n.get('/api/stats')['actors'] for n in nodes]}")
+    try:
+        wait_for(settled, 20)
+        # one actor in the cluster holds the client
+        wait_for(lambda: sum(n.get("/api/stats")["actors"] for n in nodes) == 1, 10)
+    except AssertionError as problem:
+        raise AssertionError(f"{problem}: {state()}") from None
+
+    for client in open_sockets:
+        client.close()
+    wait_for(lambda: nodes[1].client(name)["status"] == "offline", 20)
+    history = history_in_redis(redis_server, name)
+    assert [h["version"] for h in history] == list(range(1, len(history) + 1))
+    for before, after in zip(history, history[1:]):
+        assert after["previous"] == before["status"] != after["status"]
+    assert history[-1]["status"] == "offline"
+    kept, counted = recount(redis_server)
+    assert kept == counted
