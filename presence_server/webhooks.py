@@ -248,20 +248,21 @@ class WebhookSender:
         import gevent
 
         while not self.stopping:
-            if not self.in_flight:
-                taken = self.outbox.take(self.batch, self.presence.changes_since)
-                if isinstance(taken, Lost):
-                    self._give_up(taken)
-                    continue
-                self.in_flight = taken
-            if not self.in_flight:
-                self._wake.wait()
-                self._wake.clear()
-                continue
             try:
+                if not self.in_flight:
+                    taken = self.outbox.take(self.batch, self.presence.changes_since)
+                    if isinstance(taken, Lost):
+                        self._give_up(taken)
+                        continue
+                    self.in_flight = taken
+                if not self.in_flight:
+                    self._wake.wait()
+                    self._wake.clear()
+                    continue
                 self._deliver_in_flight()
-            except Exception:  # a bug must not end deliveries: log it, retry after a backoff
-                log.exception("webhooks: delivery to %s failed unexpectedly", self.host)
+            except Exception:  # e.g. the store failed to answer: never end deliveries
+                log.exception("webhooks: delivery to %s failed unexpectedly; retrying in %gs",
+                              self.host, self.max_backoff)
                 gevent.sleep(self.max_backoff)
 
     def _deliver_in_flight(self) -> None:
@@ -290,7 +291,7 @@ class WebhookSender:
         import gevent
         import requests
 
-        timestamp = str(int(time.time()))
+        timestamp = str(int(self.presence.now()))
         headers = {TIMESTAMP_HEADER: timestamp}
         if self.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
@@ -342,7 +343,7 @@ class WebhookSender:
         count = lost.until - lost.after
         self.lost += count
         log.error("webhooks: LOST %d changes for %s: eventIds %d to %d are older than the feed's "
-                  "backlog (events.backlog) after the receiver was unreachable; going on with "
+                  "backlog (events.backlog): the receiver fell too far behind; going on with "
                   "the changes after eventId %d (resync the receiver from GET /api/clients)",
                   count, self.host, lost.after + 1, lost.until, lost.until)
         self.outbox.skip(lost)

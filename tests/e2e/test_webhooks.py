@@ -248,9 +248,10 @@ def test_changes_older_than_the_backlog_are_logged_lost_and_delivery_goes_on(
                          for change in body["changes"]), SHORT, 0.1, "a later change")
 
 
-def test_graceful_shutdown_delivers_its_own_changes(receivers, make_server):
+@pytest.mark.parametrize("procfile", [False, True], ids=["presence-server", "gunicorn"])
+def test_graceful_shutdown_delivers_its_own_changes(receivers, make_server, procfile):
     receiver = receivers().up()
-    server = make_server(hooks(receiver, secret=None))
+    server = make_server(hooks(receiver, secret=None), procfile=procfile)
     assert status(server)["signed"] is False
     assert f"POSTs to 127.0.0.1:{receiver.port} are NOT signed" in server.log_text()
     client = RecordingClient(server.url, auth={"clientName": "bye"}).connect()
