@@ -30,13 +30,16 @@ QUIET = {"monitoring": {"connection_check_interval": "30s", "heartbeat_interval"
 
 class Receiver:
     """A real HTTP server in a thread that records every POST. `mode`: `ok` answers 204,
-    `hang` accepts and never answers, `gate` holds each request until `gate` is set."""
+    `hang` accepts and never answers, `gate` holds each request until `gate` is set; the first
+    `refuse` POSTs are answered 503 (their bodies kept in `refused`)."""
 
     def __init__(self, port: int | None = None, mode: str = "ok") -> None:
         self.port = port or free_port()
         self.mode = mode
         self.posts: list[tuple[dict[str, str], bytes]] = []
         self.hung = 0
+        self.refuse = 0
+        self.refused: list[bytes] = []
         self.gate = threading.Event()
         self.release = threading.Event()  # ends every hanging request (teardown)
         self._lock = threading.Lock()
@@ -60,8 +63,13 @@ class Receiver:
                 if receiver.mode == "gate":
                     receiver.gate.wait(30)
                 with receiver._lock:
-                    receiver.posts.append((dict(self.headers.items()), body))
-                self.send_response(204)
+                    refused = receiver.refuse > 0
+                    if refused:
+                        receiver.refuse -= 1
+                        receiver.refused.append(body)
+                    else:
+                        receiver.posts.append((dict(self.headers.items()), body))
+                self.send_response(503 if refused else 204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -198,6 +206,22 @@ def test_receiver_down_then_up_gets_every_change(receivers, make_server):
 
     come_and_go(server.url, ["down-after"])  # live again, through the queue
     wait_for(lambda: len(set(receiver.ids())) >= 32, SHORT, 0.1, "live changes")
+
+
+def test_5xx_answers_are_retried_and_the_same_changes_sent_again(receivers, make_server):
+    receiver = receivers()
+    receiver.refuse = 3
+    receiver.up()
+    server = make_server(hooks(receiver, batch=50, backoff="0.1s", backoff_max="0.2s"))
+    come_and_go(server.url, ["five-a", "five-b"])
+    wait_for(lambda: len(receiver.ids()) >= 4, SHORT, 0.05, "4 changes accepted")
+    refused = {change["data"]["eventId"] for body in receiver.refused
+               for change in json.loads(body)["changes"]}
+    assert len(receiver.refused) == 3 and refused <= set(receiver.ids())  # sent again
+    assert receiver.ids() == sorted(set(receiver.ids()))
+    state = status(server)
+    assert state["failures"] == 3 and state["last_error"] == "HTTP 503"
+    assert state["failing_for"] == 0 and state["posts"] >= 1
 
 
 def test_hanging_receiver_neither_stops_heartbeats_nor_grows_memory(receivers, make_server):
