@@ -141,6 +141,20 @@ def _optional_duration(value: Any) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def _optional_http_url(value: Any) -> str | None:
+    """An http:// or https:// URL with a host, or off (`null`, `off`, empty)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null", "none",
+                                                                              "off"}):
+        return None
+    from urllib.parse import urlsplit
+
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {redact(url)!r}")
+    return url
+
+
 Parser = Callable[[Any], Any]
 
 SCHEMA: dict[str, dict[str, Parser]] = {
@@ -188,6 +202,15 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "watch_snapshot_limit": _positive_int,
         "new_records_per_minute": _whole_number,
     },
+    "webhooks": {
+        "url": _optional_http_url,
+        "secret": _optional_text,
+        "timeout": _positive_duration,
+        "batch": _positive_int,
+        "queue": _positive_int,
+        "backoff": _positive_duration,
+        "backoff_max": _positive_duration,
+    },
 }
 
 # Conventional variables (CONTRACT §2) and the key each one sets; they win over files.
@@ -211,6 +234,7 @@ class Config:
     cluster: Mapping[str, Any]
     events: Mapping[str, Any]
     security: Mapping[str, Any]
+    webhooks: Mapping[str, Any]
     node_id: str
     log_level: str
 
@@ -278,6 +302,10 @@ def _check_invariants(values: dict[str, dict[str, Any]]) -> None:
             "shutdown.notice_delay: must be shorter than shutdown.timeout "
             f"({shutdown['notice_delay']}s >= {shutdown['timeout']}s)"
         )
+    webhooks = values["webhooks"]
+    if webhooks["backoff"] > webhooks["backoff_max"]:
+        raise ConfigError(f"webhooks.backoff: must not exceed webhooks.backoff_max "
+                          f"({webhooks['backoff']}s > {webhooks['backoff_max']}s)")
     socket = values["socket"]
     if socket["ping_timeout"] <= 0 or socket["ping_interval"] <= 0:
         raise ConfigError("socket.ping_interval: ping settings must be positive")

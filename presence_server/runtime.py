@@ -26,6 +26,7 @@ from presence_server.web.identity import Identities
 from . import gctuning
 from .config import Config
 from .presence import Presence
+from .webhooks import SHUTDOWN_RESERVE, WebhookSender
 
 log = logging.getLogger("presence.runtime")
 
@@ -91,6 +92,7 @@ class Runtime:
         self.server = self.socketio.server
         self.presence.attach(self.events, emit=self.server.emit, close=self.events.close)
         self.directory = self.presence.directory
+        self.webhooks = WebhookSender.from_config(self.presence, config)  # None: webhooks off
         self.supervisor = self.presence.supervisor
         self.gc = gctuning.GcMonitor()
         self.gc_pacer = gctuning.GcPacer(self.scheduler,
@@ -103,6 +105,8 @@ class Runtime:
     def start(self) -> None:
         """Start flushing the store and run start-up recovery."""
         self.store.start(self.scheduler)
+        if self.webhooks is not None:  # before recovery: its changes are posted too
+            self.webhooks.start()
         self.supervisor.ask(Recover(self.clock.now()), timeout=60)
         self.gc.frozen_at_start = gctuning.tune()
         self.gc.install()
@@ -117,7 +121,8 @@ class Runtime:
         gc_work.update(young_every_s=pacer.young_every, freezes=pacer.freezes,
                        thaws=pacer.thaws, thaw_every_s=pacer.thaw_every)
         return {"actors": len(self.directory), "mailbox": Mailbox.waiting(), "gc": gc_work,
-                "websocket_accelerated": frames.accelerated(), "hooks": hooks.status()}
+                "websocket_accelerated": frames.accelerated(), "hooks": hooks.status(),
+                "webhooks": self.webhooks.status() if self.webhooks is not None else None}
 
     def shutdown(self) -> None:
         """Graceful shutdown (CONTRACT §5); safe to call more than once."""
@@ -125,6 +130,7 @@ class Runtime:
             return
         self.presence.shutting_down = True
         shutdown = self.config.shutdown
+        began = time.monotonic()
         log.info("graceful shutdown: telling %d sockets to reconnect in %gs",
                  len(self.events.sessions), shutdown["reconnect_after"])
         try:
@@ -152,6 +158,8 @@ class Runtime:
         except Exception:
             log.exception("graceful shutdown: the supervisor did not finish in time")
         self.app.extensions["event_streams"].close_all()  # after the changes just made
+        if self.webhooks is not None:  # those changes too, within the shutdown's budget
+            self.webhooks.flush(began + shutdown["timeout"] - SHUTDOWN_RESERVE - time.monotonic())
         started = time.monotonic()
         sockets = list(self.events.sessions)
         for sid in sockets:
@@ -168,6 +176,8 @@ class Runtime:
         if self.stopped:
             return
         self.stopped = True
+        if self.webhooks is not None:
+            self.webhooks.stop()
         try:
             self.supervisor.stop(timeout=5)
         except Exception:

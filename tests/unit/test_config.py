@@ -44,6 +44,14 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "security.new_records_per_minute": 120,
     # issue 12, /metrics: open unless a token is set
     "security.metrics_token": None,
+    # issue 13, webhooks: off unless a URL is set
+    "webhooks.url": None,
+    "webhooks.secret": None,
+    "webhooks.timeout": 5.0,
+    "webhooks.batch": 100,
+    "webhooks.queue": 1000,
+    "webhooks.backoff": 1.0,
+    "webhooks.backoff_max": 60.0,
 }
 
 
@@ -149,6 +157,11 @@ def test_conventional_variables(tmp_path):
     ({"socket": {"unnamed_timeout": -3}}, {}, "socket.unnamed_timeout"),
     ({"security": {"watch_snapshot_limit": 0}}, {}, "security.watch_snapshot_limit"),
     ({"security": {"new_records_per_minute": "many"}}, {}, "security.new_records_per_minute"),
+    ({"webhooks": {"url": "ftp://example.com/hook"}}, {}, "webhooks.url"),
+    ({"webhooks": {"url": "http:///no-host"}}, {}, "webhooks.url"),
+    ({"webhooks": {"batch": 0}}, {}, "webhooks.batch"),
+    ({"webhooks": {"timeout": 0}}, {}, "webhooks.timeout"),
+    ({"webhooks": {"backoff": "2m"}}, {}, "webhooks.backoff"),
     ({}, {"PRESENCE__MONITORING__MAX_MISSED_HEARTBEATS": "0"}, "monitoring.max_missed_heartbeats"),
     ({}, {"PRESENCE__MONITORING": "1"}, "PRESENCE__MONITORING"),
     ({}, {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
@@ -175,3 +188,13 @@ def test_unreadable_overlay(tmp_path):
         load_config(write(tmp_path, "monitoring: [unclosed"), environ={})
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- a list"), environ={})
+
+
+def test_webhooks_url_is_off_or_http(tmp_path):
+    for off in (None, "off", ""):
+        config = load_config(write(tmp_path, {"webhooks": {"url": off}}), environ={})
+        assert config.get("webhooks.url") is None
+    config = load_config(environ={"PRESENCE__WEBHOOKS__URL": "https://app.example/hooks?k=1",
+                                  "PRESENCE__WEBHOOKS__SECRET": "s3cret"})
+    assert config.get("webhooks.url") == "https://app.example/hooks?k=1"
+    assert config.get("webhooks.secret") == "s3cret"
