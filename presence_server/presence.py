@@ -30,7 +30,7 @@ from presence_server.actors.supervisor import (
     settled_status,
 )
 from presence_server.store.base import Store
-from presence_server.store.records import ClientRecord, FeedPage, Transition
+from presence_server.store.records import ONLINE, ClientRecord, FeedPage, Transition
 from presence_server.web.identity import Identities
 
 from .metrics import PresenceMetrics
@@ -59,10 +59,13 @@ class Presence:
         self.supervisor: Any = None
         self.meters = PresenceMetrics(counts=store.counts, mailbox=Mailbox.waiting)
         self._change_listeners: list[ChangeListener] = []
+        self._sockets: SocketPort | None = None
+        self._emit: Emit | None = None
 
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
         starts the supervisor."""
+        self._sockets, self._emit = sockets, emit
         self.feed = PresenceFeed(self.store, emit=emit, disconnect=close)
         self.feed.subscribe(self.meters.status_changed)
         for listener in self._change_listeners:
@@ -100,6 +103,21 @@ class Presence:
             entry.ref.tell(message)
         else:
             self.supervisor.tell(Route(name, message, guest, display_name))
+
+    def send_to(self, name: str, event: str, payload: dict[str, Any]) -> int:
+        """Emit `event` to every socket of `name` that its actor counts (online) and that is
+        still registered under `name` here; how many. Local sockets only: a cluster-aware
+        presence routes this to the nodes holding the client's sockets (message queue)."""
+        entry = self.directory.get(name)
+        if entry is None or self._sockets is None or self._emit is None:
+            return 0
+        state = entry.state
+        if state.status != ONLINE:
+            return 0
+        sids = [sid for sid in state.sockets if self._sockets.name_of(sid) == name]
+        for sid in sids:
+            self._emit(event, payload, to=sid)
+        return len(sids)
 
     def heartbeat_handled(self, seconds: float) -> None:
         """Count one heartbeat, handled in `seconds` (O(1), no lock: the hot path)."""
