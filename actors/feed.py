@@ -24,6 +24,12 @@ from presence_server.store.records import (
 log = logging.getLogger("presence.status")
 
 WATCHERS_ROOM = "watchers"
+WATCHING_PREFIX = "watching:"  # + a name: sockets that watch that client only (watch {names})
+
+
+def watchers_of(name: str) -> list[str]:
+    """The rooms a change of `name` goes to: every watcher, and the watchers of `name` only."""
+    return [WATCHERS_ROOM, WATCHING_PREFIX + name]
 
 Emit = Callable[..., None]
 Listener = Callable[[dict[str, Any]], None]
@@ -83,7 +89,7 @@ class PresenceFeed:
         the store logged the change, with nothing in between that could switch greenlets: a
         watcher reading records and the feed position together sees each change either in
         the records or as an event after that position (web/watch.py)."""
-        self._emit(change.event, payload, to=WATCHERS_ROOM)
+        self._emit(change.event, payload, to=watchers_of(change.name))
         for listener in self._change_listeners:
             try:
                 listener(change)
@@ -128,7 +134,7 @@ class PresenceFeed:
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)
         self._emit("client_reconnected", {"clientName": name, "timestamp": iso(now)},
-                   to=WATCHERS_ROOM)
+                   to=watchers_of(name))
 
     def close_sockets(self, sids: frozenset[str]) -> None:
         """Close these sockets' transports: their clients see a dropped connection and reconnect."""

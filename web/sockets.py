@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import socketio
-from presence_server.actors.feed import WATCHERS_ROOM
 from presence_server.actors.messages import (
     CheckAnswered,
     Connect,
@@ -116,7 +115,7 @@ class SocketEvents:
         monitoring = config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
         self.watch = Watch(presence, server.enter_room, server.leave_room, server.sleep,
-                           self.watch_limit)
+                           self.watch_limit, rooms=server.rooms)
         self.sender = Sender(presence, int(security["max_send_bytes"]))
 
     # --- wiring -----------------------------------------------------------------------------------
@@ -508,7 +507,7 @@ class SocketEvents:
 
     def on_unwatch(self, sid: str, data: Any) -> Reply:
         validation.optional_mapping(data, "unwatch")
-        self.server.leave_room(sid, WATCHERS_ROOM)
+        self.watch.leave(sid)
         return Reply("unwatch_response", {"status": "ok"})
 
     def on_send(self, sid: str, data: Any) -> Reply:

@@ -283,3 +283,42 @@ def test_http_delivery_is_forbidden_without_an_admin_token(make_server, connect,
     server = make_server()
     status, body = post(server, unique("x"), {"event": "notice"})
     assert status == 403 and body["error"] == "admin_disabled"
+
+
+# --- watch {names}: a caller watches its callee only ----------------------------------------
+
+def test_a_watch_of_names_gets_only_those_clients_changes_until_unwatch(
+        server, connect, transport, unique):
+    callee, bystander = unique("callee"), unique("bystander")
+    caller = connect(server.url, transport, auth={"clientName": unique("caller")})
+    snapshot = caller.call("watch", {"names": [callee]})
+    assert snapshot["clients"] == []
+
+    other = named(connect, server, bystander)
+    bob = named(connect, server, callee)
+    wait_record(server, bystander, "online")
+    dropped = caller.wait_event("client_status_changed", lambda e: e["name"] == callee)
+    assert dropped["status"] == "online"
+    bob.drop()  # the callee drops: the caller learns it within the grace
+    caller.wait_event("client_status_changed",
+                      lambda e: e["name"] == callee and e["status"] == "reconnecting")
+    back = named(connect, server, callee)
+    caller.wait_event("client_reconnected", lambda e: e["clientName"] == callee)
+    other.close()
+    wait_record(server, bystander, "reconnecting")
+    barrier(caller)
+    assert {e["name"] for e in caller.of("client_status_changed")} == {callee}
+    assert {e["clientName"] for e in caller.of("client_reconnected")} == {callee}
+
+    # a watch of everyone replaces it; unwatch ends both
+    caller.call("watch", {})
+    other = named(connect, server, bystander)
+    caller.wait_event("client_status_changed", lambda e: e["name"] == bystander)
+    caller.call("unwatch", {})
+    seen = len(caller.of("client_status_changed"))
+    back.close()
+    other.close()
+    wait_record(server, callee, "reconnecting")
+    wait_record(server, bystander, "reconnecting")
+    barrier(caller)
+    assert len(caller.of("client_status_changed")) == seen
