@@ -15,7 +15,7 @@ import pytest
 from tests.support.clients import RecordingClient
 from tests.support.server import ServerProcess, wait_for
 
-from .helpers import SHORT, barrier, wait_record
+from .helpers import SHORT, barrier, seconds, wait_record
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,10 +81,7 @@ def test_an_invite_reaches_every_socket_of_the_callee_with_the_senders_identity(
         invite = tab.wait_event("call_invite")
         assert invite["from"] == caller  # the bound identity, never the payload's `from`
         assert invite["data"] == {"kind": "video", "room": 7}
-        sent_at = invite["sentAt"]
-        assert sent_at.endswith("Z") and abs(
-            time.mktime(time.strptime(sent_at[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            - before) < 30
+        assert invite["sentAt"].endswith("Z") and abs(seconds(invite["sentAt"]) - before) < 30
         barrier(tab)
         assert len(tab.of("call_invite")) == 1
     assert not alice.of("error")
@@ -197,7 +194,8 @@ def test_data_at_the_size_limit_is_delivered(server, connect, unique):
 
 def test_a_flood_and_oversized_sends_are_refused_while_others_heartbeats_are_answered(
         make_server, connect, unique):
-    server = make_server({"security": {"max_events_per_second": 10, "max_send_bytes": 1024}})
+    server = make_server({"security": {"max_events_per_second": 10, "max_send_bytes": 1024},
+                          "monitoring": {"heartbeat_interval": "10s"}})
     callee = unique("callee")
     bob = named(connect, server, callee, "websocket", "ring")
     flooder = named(connect, server, unique("flooder"))
@@ -218,23 +216,26 @@ def test_a_flood_and_oversized_sends_are_refused_while_others_heartbeats_are_ans
         # each refusal pauses the flooder's reader 10 ms (web/sockets.py): a burst of more
         # than ping_timeout (3 s here) of refusals would also hold up its pongs and drop it
         burst = 150
+        started = time.monotonic()
         for index in range(burst):
             flooder.emit("send", {"to": callee, "event": "ring", "data": {"n": index}})
         for _ in range(10):
             flooder.emit("send", {"to": callee, "event": "ring", "data": "z" * 5000})
         # handled in order: once this is answered (or refused), every send before it was
         flooder.call("client_status_request", {"clientName": "barrier"}, timeout=30)
+        elapsed = time.monotonic() - started
         wait_for(lambda: len(answered) >= 10, SHORT, 0.05, "the other client's heartbeats")
     finally:
         stop.set()
         beating.join(15)
     refused = [error for error in errors(flooder, "rate_limited") if error["event"] == "send"]
-    assert len(refused) >= 100, len(refused)
+    assert refused, "no send was refused"
     assert all(reply["status"] == "ok" for reply in answered), answered
     assert errors(other, "rate_limited") == []
     barrier(bob)
     rings = bob.of("ring")
-    assert 1 <= len(rings) <= burst + 10 - len(refused), len(rings)  # the budget, not the flood
+    # the budget (10 at once, then 10 a second), not the flood
+    assert 1 <= len(rings) <= 10 + 10 * elapsed + 2, (len(rings), elapsed)
     assert all(isinstance(ring["data"], dict) for ring in rings)  # no oversized one
     too_large = errors(flooder, "payload_too_large")
     assert len(rings) + len(refused) + len(too_large) == burst + 10  # each send answered once
