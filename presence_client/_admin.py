@@ -150,11 +150,9 @@ class Admin:
         Stop by leaving the loop (``break``) or closing the generator. Raises
         :class:`AdminError` for a refused request (400: a bad ``since``, name or status).
         """
-        query: dict[str, str] = {}
-        if names is not None:
-            query["name"] = ",".join(names)
-        if statuses is not None:
-            query["status"] = ",".join(statuses)
+        query: list[tuple[str, str]] = []
+        query += [("name", name) for name in names or ()]
+        query += [("status", status) for status in statuses or ()]
         path = "/events" + ("?" + urlencode(query) if query else "")
         last = since
         while True:

@@ -239,3 +239,24 @@ def test_admin_changes_resume_after_a_dropped_stream(server, make_client):
     finally:
         stream.close()
         proxy.close()
+
+
+def test_admin_changes_from_a_position_older_than_the_backlog_starts_with_resync(make_server,
+                                                                                 make_client):
+    server = make_server({"events": {"backlog": 2}})
+    for index in range(3):
+        online(make_client(server.url, f"old-{index}"))
+    admin = Admin(server.url)
+    wait_until(lambda: admin.stats()["online"] == 3, 10, what="three clients online")
+    stream = admin.changes(since=0, statuses=["online"])
+    try:
+        first = next(stream)
+        assert first.event == "resync"
+        assert sorted(c["name"] for c in first.data["clients"]) == ["old-0", "old-1", "old-2"]
+        assert first.id == first.data["eventId"]
+        online(make_client(server.url, "new-one"))
+        after = next(stream)
+        assert (after.event, after.data["name"]) == ("client_status_changed", "new-one")
+        assert after.id > first.id
+    finally:
+        stream.close()
