@@ -24,6 +24,12 @@ from presence_server.store.records import (
 log = logging.getLogger("presence.status")
 
 WATCHERS_ROOM = "watchers"
+WATCHING_PREFIX = "watching:"  # + a name: sockets that watch that client only (watch {names})
+
+
+def watchers_of(name: str) -> list[str]:
+    """The rooms a change of `name` goes to: every watcher, and the watchers of `name` only."""
+    return [WATCHERS_ROOM, WATCHING_PREFIX + name]
 
 Emit = Callable[..., None]
 Listener = Callable[[dict[str, Any]], None]
@@ -83,7 +89,7 @@ class PresenceFeed:
         the store logged the change, with nothing in between that could switch greenlets: a
         watcher reading records and the feed position together sees each change either in
         the records or as an event after that position (web/watch.py)."""
-        self._emit(change.event, payload, to=WATCHERS_ROOM)
+        self._emit(change.event, payload, to=watchers_of(change.name))
         for listener in self._change_listeners:
             try:
                 listener(change)
@@ -158,12 +164,13 @@ class PresenceFeed:
     def resync(self, position: int) -> None:
         """The feed had a gap (several nodes): watchers must take a new snapshot."""
         log.warning("feed gap: watchers told to resync at %d", position)
-        self._emit("resync", {"eventId": position, "reason": "feed_gap"}, to=WATCHERS_ROOM)
+        self._emit("resync", {"eventId": position, "reason": "feed_gap"},
+                   to=[WATCHERS_ROOM, WATCHING_PREFIX])
 
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)
         self._emit("client_reconnected", {"clientName": name, "timestamp": iso(now)},
-                   to=WATCHERS_ROOM)
+                   to=watchers_of(name))
 
     def close_sockets(self, sids: frozenset[str]) -> None:
         """Close these sockets' transports: their clients see a dropped connection and reconnect."""

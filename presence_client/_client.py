@@ -23,7 +23,14 @@ from socketio import exceptions as sio_errors
 
 from ._backoff import Backoff, Random, shutdown_delay
 from ._dispatch import Dispatcher
-from ._state import NotConnectedError, PresenceError, RequestTimeout, State, StateChange
+from ._state import (
+    NotConnectedError,
+    PresenceError,
+    RequestTimeout,
+    State,
+    StateChange,
+    send_error,
+)
 
 log = logging.getLogger("presence_client")
 
@@ -158,7 +165,7 @@ class PresenceClient:
         self._last_reply: dict[str, Any] | None = None
         self._handlers: dict[str, list[Handler]] = {}
         self._state_callbacks: list[StateCallback] = []
-        self._watchers: list[Handler] = []
+        self._watchers: list[tuple[Handler, frozenset[str] | None]] = []
         self._snapshot_callbacks: list[Handler] = []
         self._watching = False
         self._thread: threading.Thread | None = None
@@ -265,6 +272,8 @@ class PresenceClient:
     def on(self, event: str, handler: Handler | None = None) -> Any:
         """Call ``handler(data)`` for every server event ``event``; usable as a decorator.
 
+        Events other clients (or the app server) deliver with ``send`` arrive here too, as
+        ``{from, data, sentAt}``: ``client.on("call_invite", lambda m: ...)``.
         Any event name works: ``server_shutdown``, ``connection_check``, ``error``,
         ``guest_registered``, ``heartbeat_response`` (every heartbeat reply),
         ``client_status_changed``, ``client_reconnected``, … plus two local events:
@@ -288,26 +297,40 @@ class PresenceClient:
         return callback
 
     def watch(self, on_change: Handler, *, on_snapshot: Handler | None = None,
+              names: Iterable[str] | None = None,
               timeout: float = 10.0) -> dict[str, Any] | None:
-        """Subscribe to status changes of every client (``watch {}``).
+        """Subscribe to status changes (``watch {}``, or ``watch {names}`` with ``names``).
 
-        ``on_change(event)`` gets each ``client_status_changed``. Returns the snapshot
-        ``{clients: [...]}`` when online, else ``None``: the subscription is then made as soon as
-        the client is online. After every reconnect the client watches again and hands the fresh
-        snapshot to ``on_snapshot``.
+        ``on_change(event)`` gets each ``client_status_changed`` (of ``names`` only, when
+        given: e.g. a caller watching its callee). Returns the snapshot ``{clients: [...]}``
+        when online, else ``None``: the subscription is then made as soon as the client is
+        online. After every reconnect the client watches again and hands the fresh snapshot to
+        ``on_snapshot``. Several calls add up: the server is asked for the union of the names
+        (everyone once any call gave none).
         """
+        wanted = frozenset(names) if names is not None else None
         with self._cond:
-            self._watchers.append(on_change)
+            self._watchers.append((on_change, wanted))
             if on_snapshot is not None:
                 self._snapshot_callbacks.append(on_snapshot)
             self._watching = True
             online = self._state is State.ONLINE
+            request = self._watch_request()
         if not online:
             return None
-        snapshot = self._request("watch", {}, timeout)
+        snapshot = self._request("watch", request, timeout)
         if on_snapshot is not None:
             self._dispatcher.submit(on_snapshot, snapshot)
         return snapshot
+
+    def _watch_request(self) -> dict[str, Any]:
+        """The ``watch`` payload for every subscription so far (caller holds the lock)."""
+        wanted: set[str] = set()
+        for _, names in self._watchers:
+            if names is None:
+                return {}
+            wanted |= names
+        return {"names": sorted(wanted)}
 
     def unwatch(self, timeout: float = 10.0) -> None:
         """Drop every watch callback and tell the server (``unwatch {}``) when online."""
@@ -327,6 +350,24 @@ class PresenceClient:
         """
         return self._request("client_status_request", {"clientName": name or self.identity},
                              timeout)
+
+    def send(self, to: str, event: str, data: Any = None, timeout: float = 10.0) -> int:
+        """Deliver ``event`` with ``data`` to every socket of client ``to`` (a name or a guest
+        id): ``send {to, event, data}``. They get ``{from, data, sentAt}`` with ``from`` this
+        client's identity; they listen with :meth:`on`.
+
+        Returns how many sockets it reached. Raises :class:`NotOnlineError` when ``to`` has no
+        live socket (nothing is queued), :class:`SendError` (with ``code``) for any other
+        refusal (``reserved_event``, ``invalid_event``, ``payload_too_large``,
+        ``rate_limited``, …), :class:`NotConnectedError` unless online, :class:`RequestTimeout`
+        with no answer in time.
+        """
+        reply = self._request("send", {"to": to, "event": event, "data": data}, timeout)
+        if isinstance(reply, dict) and isinstance(reply.get("delivered"), int):
+            return reply["delivered"]
+        if isinstance(reply, dict) and reply.get("code"):
+            raise send_error(str(reply["code"]), _message(reply))
+        raise PresenceError(f"send: unexpected answer {reply!r}")
 
     def __enter__(self) -> PresenceClient:
         return self.start()
@@ -456,6 +497,7 @@ class PresenceClient:
             if conn.resume_at is None:
                 self._set_state(State.ONLINE, "reconnected" if reconnect else "connected")
             watching = self._watching
+            watch_request = self._watch_request()
             identity = self.identity
         def announce() -> None:
             """After the first heartbeat: a watch snapshot is charged to the socket's event
@@ -463,7 +505,8 @@ class PresenceClient:
             if reconnect:
                 conn.sio.emit("reconnection_success", {"clientName": identity})
             if watching:
-                conn.sio.emit("watch", {}, callback=lambda *args: self._on_snapshot(*args))
+                conn.sio.emit("watch", watch_request,
+                              callback=lambda *args: self._on_snapshot(*args))
 
         return self._heartbeat_loop(conn, announce)
 
@@ -630,8 +673,10 @@ class PresenceClient:
     def _on_status_changed(self, data: Any = None, *_: Any) -> None:
         with self._cond:
             watchers = list(self._watchers)
-        for watcher in watchers:
-            self._dispatcher.submit(watcher, data)
+        name = data.get("name") if isinstance(data, dict) else None
+        for watcher, names in watchers:
+            if names is None or name in names:
+                self._dispatcher.submit(watcher, data)
         self._emit_user("client_status_changed", data)
 
     def _on_snapshot(self, snapshot: Any = None, *_: Any) -> None:

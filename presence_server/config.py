@@ -200,6 +200,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "secret": _optional_text,
         "max_events_per_second": _positive_int,
         "watch_snapshot_limit": _positive_int,
+        "max_send_bytes": _positive_int,
         "new_records_per_minute": _whole_number,
     },
     "webhooks": {

@@ -42,7 +42,7 @@ from presence_server.actors.supervisor import (
     settled_status,
 )
 from presence_server.store.base import Store
-from presence_server.store.records import ClientRecord, FeedPage, Transition
+from presence_server.store.records import ONLINE, ClientRecord, FeedPage, Transition
 from presence_server.web.identity import Identities
 
 from .metrics import PresenceMetrics
@@ -75,11 +75,13 @@ class Presence:
         self._change_listeners: list[ChangeListener] = []
         self._reset_listeners: list[Callable[[], None]] = []
         self.sockets: SocketPort | None = None
+        self._emit: Emit | None = None
 
     def attach(self, sockets: SocketPort, emit: Emit, close: Callable[[str], None]) -> None:
         """Connect the web layer: its sockets, `emit` to watchers and `close` of one socket;
         starts the supervisor."""
         self._close_local = close
+        self._emit = emit
         self.feed = PresenceFeed(self.store, emit=emit, disconnect=self._close_socket)
         self.feed.subscribe(self.meters.status_changed)
         for listener in self._change_listeners:
@@ -103,13 +105,30 @@ class Presence:
     def from_node(self, payload: dict[str, Any]) -> None:
         """A message from another node's inbox: close one of our sockets here; the rest
         (socket messages for a client we own, `deposed`) go to the supervisor."""
-        if payload.get("k") == "close":
+        kind = payload.get("k")
+        if kind == "close":
             try:
                 self._close_local(str(payload["sid"]))
             except Exception:
                 log.debug("socket %s was already closed", payload.get("sid"))
             return
+        if kind in ("emit", "send"):  # targeted delivery (CONTRACT §9) for a socket here
+            self._deliver_from_node(payload)
+            return
         self.supervisor.tell(Inbox(payload, self.clock.now()))
+
+    def _deliver_from_node(self, payload: dict[str, Any]) -> None:
+        try:
+            name, event, data = str(payload["name"]), str(payload["event"]), payload["data"]
+            if payload["k"] == "send":  # we own the client (as the sender believed)
+                if name in self.directory:
+                    self.send_to(name, event, data)
+                return
+            for sid in payload["sids"]:
+                if self.sockets is not None and self.sockets.name_of(sid) == name:
+                    self._emit(event, data, to=sid)
+        except (KeyError, TypeError) as problem:
+            log.error("inbox: unreadable delivery %r dropped (%s)", payload, problem)
 
     def node_info(self) -> dict[str, Any]:
         """What this node renews with its lease (several nodes): sockets and responsive
@@ -182,6 +201,49 @@ class Presence:
             entry.ref.tell(message)
         else:
             self.supervisor.tell(Route(name, message, guest, display_name))
+
+    def send_to(self, name: str, event: str, payload: dict[str, Any]) -> int:
+        """Emit `event` to every socket of `name` that its actor counts (online); how many.
+
+        Sockets here must still be registered under `name`; with several nodes the owner's
+        actor also counts other nodes' sockets (`node/sid`), which get it through their node's
+        inbox, and a client owned by another node is handed to that node (the count is then
+        the owner's last committed one: Redis's `connections`)."""
+        if self.sockets is None or self._emit is None:
+            return 0
+        entry = self.directory.get(name)
+        if entry is None:
+            return self._send_through_owner(name, event, payload)
+        state = entry.state
+        if state.status != ONLINE:
+            return 0
+        delivered = 0
+        remote: dict[str, list[str]] = {}
+        for sid in state.sockets:
+            node, local = split_sid(sid)
+            if node is None:
+                if self.sockets.name_of(sid) == name:
+                    self._emit(event, payload, to=sid)
+                    delivered += 1
+            else:
+                remote.setdefault(node, []).append(local)
+        for node, sids in remote.items():
+            if node in self.store.alive:
+                self.store.send(node, {"k": "emit", "name": name, "sids": sids,
+                                       "event": event, "data": payload})
+                delivered += len(sids)
+        return delivered
+
+    def _send_through_owner(self, name: str, event: str, payload: dict[str, Any]) -> int:
+        if not self.store.shared:
+            return 0
+        record = self.store.load(name)
+        if (record is None or record.status != ONLINE or record.connections <= 0
+                or record.node == self.node or record.node not in self.store.alive):
+            return 0
+        self.store.send(record.node, {"k": "send", "name": name, "event": event,
+                                      "data": payload})
+        return record.connections
 
     def heartbeat_handled(self, seconds: float) -> None:
         """Count one heartbeat, handled in `seconds` (O(1), no lock: the hot path)."""

@@ -12,7 +12,10 @@ from flask import Blueprint, current_app, jsonify, request
 from presence_server.store.records import STATUSES, ClientRecord
 from werkzeug.exceptions import HTTPException
 
+from . import validation
 from .port import PresencePort
+from .send import SERVER_SENDER, Sender
+from .validation import Invalid
 
 api = Blueprint("api", __name__)
 
@@ -196,6 +199,28 @@ def kick(name: str):
     if record is None:
         return error(404, "not_found", f"no client named {name!r}")
     return jsonify(record.public())
+
+
+@api.post("/api/clients/<path:name>/messages")
+@admin
+def send_message(name: str):
+    """Targeted delivery from the app server (web/send.py): `{event, data}` to every socket of
+    `name`, `from` is `"server"` → `{delivered}`; 409 `not_online` when it has none."""
+    sender: Sender = current_app.extensions["sender"]
+    most = sender.max_bytes * 6 + 4096  # JSON escapes take up to 6 bytes per character
+    if request.content_length is None or request.content_length > most:
+        return error(400, "payload_too_large", f"the body needs a Content-Length of at most "
+                                               f"{most} bytes (security.max_send_bytes)")
+    body = request.get_json(silent=True)
+    if body is None:
+        return error(400, "invalid_payload", "the body must be a JSON object {event, data} "
+                                             "(Content-Type: application/json)")
+    try:
+        delivery = sender.parse(body, to=validation.name(name, "name"), what="the body")
+        delivered = sender.deliver(SERVER_SENDER, delivery)
+    except Invalid as problem:
+        return error(409 if problem.code == "not_online" else 400, problem.code, str(problem))
+    return jsonify({"delivered": delivered})
 
 
 @api.delete("/api/clients/<path:name>")

@@ -69,6 +69,7 @@ def create_app(presence: PresencePort, config: Config) -> tuple[Flask, SocketIO,
     limits.install(socketio.server, read_timeout=config.server["read_timeout"] or None)
     events = SocketEvents(presence, config, socketio.server)
     events.register()
+    app.extensions["sender"] = events.sender
     app.register_blueprint(api)
     app.register_blueprint(page)
     app.register_blueprint(metrics)

@@ -35,6 +35,11 @@ class PresencePort(Protocol):
                 display_name: str | None = None) -> None:
         """Hand a message to the client's actor; never waits (the heartbeat path)."""
 
+    def send_to(self, name: str, event: str, payload: dict[str, Any]) -> int:
+        """Emit `event` with `payload` to every live socket of client `name` (targeted
+        delivery, CONTRACT §9); how many sockets it reached, 0 when none (nothing is queued).
+        Never waits on an actor or the store."""
+
     def heartbeat_handled(self, seconds: float) -> None:
         """Count one heartbeat handled in `seconds` for the metrics; O(1) (the hot path)."""
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import socketio
-from presence_server.actors.feed import WATCHERS_ROOM
 from presence_server.actors.messages import (
     CheckAnswered,
     Connect,
@@ -27,6 +26,7 @@ from presence_server.store.records import iso, parse_event_id
 
 from . import hooks, validation
 from .budgets import MAX_EVENT_NAME, Complaints, NewRecordBudget, transport_complaints
+from .send import Sender
 from .transport import close_transport
 from .validation import Invalid, printable
 from .watch import Watch
@@ -115,7 +115,8 @@ class SocketEvents:
         monitoring = config.monitoring
         self.next_heartbeat_ms = int(monitoring["heartbeat_interval"] * 1000)
         self.watch = Watch(presence, server.enter_room, server.leave_room, server.sleep,
-                           self.watch_limit)
+                           self.watch_limit, rooms=server.rooms)
+        self.sender = Sender(presence, int(security["max_send_bytes"]))
 
     # --- wiring -----------------------------------------------------------------------------------
     def register(self) -> None:
@@ -138,6 +139,7 @@ class SocketEvents:
             "connection_check_response": self.on_check_response,
             "watch": self.on_watch,
             "unwatch": self.on_unwatch,
+            "send": self.on_send,
         }
 
     def live_sockets(self) -> dict[str, str]:
@@ -505,8 +507,20 @@ class SocketEvents:
 
     def on_unwatch(self, sid: str, data: Any) -> Reply:
         validation.optional_mapping(data, "unwatch")
-        self.server.leave_room(sid, WATCHERS_ROOM)
+        self.watch.leave(sid)
         return Reply("unwatch_response", {"status": "ok"})
+
+    def on_send(self, sid: str, data: Any) -> Reply:
+        """Targeted delivery from this socket's identity (web/send.py); ack `{delivered}`.
+        Bytes delivered are charged to the socket's budget (one event per 64 KiB)."""
+        session = self.sessions[sid]
+        if session.name is None:
+            raise Invalid("not_registered", "send: register a name (or connect as a guest) "
+                                             "before sending")
+        delivery = self.sender.parse(data)
+        delivered = self.sender.deliver(session.name, delivery)
+        session.tokens -= self.sender.cost(delivery, delivered)
+        return Reply("send", {"delivered": delivered}, ack_only=True)
 
     def on_unknown_event(self, event: str, sid: str, *args: Any) -> Reply | None:
         """An event no handler knows: charged to the budget like any other, one `error`."""

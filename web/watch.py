@@ -23,7 +23,7 @@ import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from presence_server.actors.feed import WATCHERS_ROOM
+from presence_server.actors.feed import WATCHERS_ROOM, WATCHING_PREFIX
 from presence_server.store.records import ClientRecord
 
 if TYPE_CHECKING:
@@ -39,10 +39,11 @@ class Watch:
 
     def __init__(self, presence: PresencePort, enter_room: Callable[[str, str], None],
                  leave_room: Callable[[str, str], None], sleep: Callable[[float], None],
-                 limit: int) -> None:
+                 limit: int, rooms: Callable[[str], list[str]] = lambda sid: []) -> None:
         self.presence = presence
-        self._enter = enter_room
-        self._leave = leave_room
+        self._enter_room = enter_room
+        self._leave_room = leave_room
+        self._rooms = rooms
         self._sleep = sleep
         self.limit = limit
 
@@ -51,20 +52,36 @@ class Watch:
         """The ack payload, and how many items (records or changes) it carries. The socket is
         in the watchers room when this returns, and must get the answer before any other
         packet (no switch may happen between this return and queueing the reply)."""
-        self._leave(sid, WATCHERS_ROOM)  # a second watch: no event may pass its new answer
+        self.leave(sid)  # a second watch: no event may pass its new answer
         if since is not None:
             page = self.presence.changes_since(since, self.limit + 1)
             wanted = set(names) if names is not None else None
             changes = [change for change in page.changes
                        if wanted is None or change.name in wanted]
             if page.complete and not page.more and len(changes) <= self.limit:
-                self._enter(sid, WATCHERS_ROOM)
+                self._enter(sid, names)
                 return {"eventId": page.position, "resync": False, "changes": [
                     {"event": change.event, "data": _shown(change.payload(), hide_ip)}
                     for change in changes]}, len(changes)
         body = self._snapshot(sid, names, hide_ip)
         body["resync"] = since is not None
         return body, len(body["clients"])
+
+    def _enter(self, sid: str, names: list[str] | None) -> None:
+        """Join the room of every change, or with `names` the rooms of those clients only."""
+        if names is None:
+            self._enter_room(sid, WATCHERS_ROOM)
+        else:  # the room of no client: feed-wide news (`resync`) for watchers of some names
+            self._enter_room(sid, WATCHING_PREFIX)
+        for name in names or ():
+            self._enter_room(sid, WATCHING_PREFIX + name)
+
+    def leave(self, sid: str) -> None:
+        """Stop every watch of this socket (`unwatch`, or before a new `watch`)."""
+        self._leave_room(sid, WATCHERS_ROOM)
+        for room in self._rooms(sid):
+            if isinstance(room, str) and room.startswith(WATCHING_PREFIX):
+                self._leave_room(sid, room)
 
     def _select(self, names: list[str] | None) -> tuple[list[ClientRecord], int]:
         if names is not None:
@@ -111,7 +128,7 @@ class Watch:
                 clients = {name: clients[name] for name in kept}
         elif wanted is not None:
             total = len(clients)
-        self._enter(sid, WATCHERS_ROOM)
+        self._enter(sid, names)
         return {"clients": list(clients.values()), "total": total,
                 "truncated": len(clients) < total, "eventId": page.position}
 

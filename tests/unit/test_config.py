@@ -41,6 +41,7 @@ SEED_DEFAULTS = {  # CONTRACT §2, taken from seeds 000 and 002
     "server.read_timeout": 30.0,
     "socket.unnamed_timeout": 120.0,
     "security.watch_snapshot_limit": 500,
+    "security.max_send_bytes": 65536,
     "security.new_records_per_minute": 120,
     # issue 12, /metrics: open unless a token is set
     "security.metrics_token": None,
@@ -155,6 +156,7 @@ def test_conventional_variables(tmp_path):
     ({"server": {"proxy_hops": -1}}, {}, "server.proxy_hops"),
     ({"server": {"read_timeout": "soon"}}, {}, "server.read_timeout"),
     ({"socket": {"unnamed_timeout": -3}}, {}, "socket.unnamed_timeout"),
+    ({"security": {"max_send_bytes": 0}}, {}, "security.max_send_bytes"),
     ({"security": {"watch_snapshot_limit": 0}}, {}, "security.watch_snapshot_limit"),
     ({"security": {"new_records_per_minute": "many"}}, {}, "security.new_records_per_minute"),
     ({"webhooks": {"url": "ftp://example.com/hook"}}, {}, "webhooks.url"),
