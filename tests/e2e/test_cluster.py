@@ -261,7 +261,7 @@ def test_a_client_flapping_between_two_nodes_has_one_owner_and_a_true_history(
     wait_for(lambda: nodes[1].client(name)["status"] == "offline", 20)
     history = history_in_redis(redis_server, name)
     assert [h["version"] for h in history] == list(range(1, len(history) + 1))
-    for before, after in zip(history, history[1:]):
+    for before, after in zip(history, history[1:], strict=False):
         assert after["previous"] == before["status"] != after["status"]
     assert history[-1]["status"] == "offline"
     kept, counted = recount(redis_server)
