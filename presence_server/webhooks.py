@@ -47,6 +47,10 @@ ChangesSince = Callable[[int, int], FeedPage]
 
 
 # --- pure parts -------------------------------------------------------------------------------
+SHARED_POSITION = "webhooks.delivered"  # several nodes: the eventId delivered last, by any node
+FOLLOW_PERIOD = 1.0  # seconds between two looks at that position by a node that does not lead
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The `X-Presence-Signature` value: HMAC-SHA256 over `<timestamp>.<raw body>`."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
@@ -157,6 +161,13 @@ class Outbox:
     def acknowledged(self, event_id: int) -> None:
         self.delivered = max(self.delivered, event_id)
 
+    def follow(self, event_id: int) -> None:
+        """Another node delivered up to `event_id` (several nodes): nothing up to it is due
+        here; what came after stays queued (or in the feed) for when this node takes over."""
+        self.acknowledged(event_id)
+        while self.queue and self.queue[0].event_id <= self.delivered:
+            self.queue.popleft()
+
     def skip(self, lost: Lost) -> None:
         """Go on after the changes that are gone."""
         self.delivered = max(self.delivered, lost.until)
@@ -249,6 +260,12 @@ class WebhookSender:
 
         while not self.stopping:
             try:
+                if not self._leading():
+                    self.in_flight = []
+                    self.outbox.follow(self._shared_position())
+                    self._wake.wait(timeout=FOLLOW_PERIOD)
+                    self._wake.clear()
+                    continue
                 if not self.in_flight:
                     taken = self.outbox.take(self.batch, self.presence.changes_since)
                     if isinstance(taken, Lost):
@@ -284,6 +301,20 @@ class WebhookSender:
         self.delivered_changes += len(changes)
         self.outbox.acknowledged(changes[-1].event_id)
         self.in_flight = []
+        if self.presence.store.shared:  # where the next node to lead resumes
+            self.presence.store.set_meta(SHARED_POSITION, str(changes[-1].event_id))
+
+    def _leading(self) -> bool:
+        """With several nodes one posts every node's changes: the first by node id of those
+        registered (it changes when that one is lost). Alone: this node."""
+        store = self.presence.store
+        return not store.shared or self.node == min(store.alive | {self.node})
+
+    def _shared_position(self) -> int:
+        try:
+            return int(self.presence.store.get_meta(SHARED_POSITION) or 0)
+        except Exception:  # Redis unreachable: keep what we have
+            return self.outbox.delivered
 
     def _post(self, body: bytes) -> None:
         """One POST, bounded by `timeout` as a whole (a receiver that accepts and never
