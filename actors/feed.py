@@ -74,6 +74,8 @@ class PresenceFeed:
         self._disconnect = disconnect
         self._listeners: list[Listener] = []
         self._change_listeners: list[ChangeListener] = []
+        # several nodes: (event, payload, name) to the other nodes' watchers (not in the feed)
+        self.broadcast: Callable[[str, dict[str, Any], str], None] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(payload)` on every status change."""
@@ -169,8 +171,10 @@ class PresenceFeed:
 
     def reconnected(self, name: str, now: float) -> None:
         log.info("client reconnected: %s", name)
-        self._emit("client_reconnected", {"clientName": name, "timestamp": iso(now)},
-                   to=watchers_of(name))
+        payload = {"clientName": name, "timestamp": iso(now)}
+        self._emit("client_reconnected", payload, to=watchers_of(name))
+        if self.broadcast is not None:
+            self.broadcast("client_reconnected", payload, name)
 
     def close_sockets(self, sids: frozenset[str]) -> None:
         """Close these sockets' transports: their clients see a dropped connection and reconnect."""

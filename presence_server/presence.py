@@ -18,7 +18,7 @@ from typing import Any
 
 from presence_server.actors.client import ActorContext, ClientEntry
 from presence_server.actors.clock import Cancelable, Clock, Scheduler
-from presence_server.actors.feed import ChangeListener, Emit, PresenceFeed
+from presence_server.actors.feed import ChangeListener, Emit, PresenceFeed, watchers_of
 from presence_server.actors.messages import (
     ClaimLost,
     DeleteClient,
@@ -93,6 +93,7 @@ class Presence:
             self.store.listener = self.feed.applied
             self.store.events = _StoreEvents(self)
             self.store.node_info = self.node_info
+            self.feed.broadcast = self._broadcast
 
     def _close_socket(self, sid: str) -> None:
         """Close a socket's transport: here, or (`node/sid`) through its node's inbox."""
@@ -115,7 +116,20 @@ class Presence:
         if kind in ("emit", "send"):  # targeted delivery (CONTRACT §9) for a socket here
             self._deliver_from_node(payload)
             return
+        if kind == "watchers":  # another node's `client_reconnected`, for our watchers
+            if self._emit is not None:
+                self._emit(str(payload.get("event")), payload.get("data"),
+                           to=watchers_of(str(payload.get("name"))))
+            return
         self.supervisor.tell(Inbox(payload, self.clock.now()))
+
+    def _broadcast(self, event: str, data: dict[str, Any], name: str) -> None:
+        """A watcher event that is not in the feed (`client_reconnected`), to every other
+        node's watchers, through their inboxes."""
+        for node in self.store.alive:
+            if node != self.node:
+                self.store.send(node, {"k": "watchers", "event": event, "data": data,
+                                       "name": name})
 
     def _deliver_from_node(self, payload: dict[str, Any]) -> None:
         try:

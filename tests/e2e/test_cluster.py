@@ -104,6 +104,9 @@ def test_kill_9_of_a_node_its_clients_follow_the_contract(make_node, connect, un
         ("online", "connected")]  # no change at all for the client that moved in time
     assert [(c["status"], c["reason"]) for c in changes_of(watcher, late)] == [
         ("online", "connected"), ("reconnecting", "node_lost"), ("online", "reconnected")]
+    # the return within grace is announced once, on the other node's watchers too
+    watcher.wait_event("client_reconnected", lambda d: d["clientName"] == late)
+    assert [e["clientName"] for e in watcher.of("client_reconnected")].count(late) == 1
     assert [(c["status"], c["reason"]) for c in changes_of(watcher, gone)] == [
         ("online", "connected"), ("reconnecting", "node_lost"),
         ("offline", "reconnect_timeout")]
@@ -151,6 +154,8 @@ def test_a_paused_node_is_fenced_then_reannounces_with_no_ghost(make_node, conne
              15, message="A re-announced its live socket")
     assert client.heartbeat(name)["status"] == "ok"
     assert "fenced" in a.log_text()
+    # A announced the return; B's watcher hears it too (through B's inbox), once
+    watcher.wait_event("client_reconnected", lambda d: d["clientName"] == name)
 
     assert [(c["status"], c["reason"], c["version"]) for c in changes_of(watcher, name)] == [
         ("online", "connected", 1), ("reconnecting", "node_lost", 2),
