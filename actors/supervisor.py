@@ -484,9 +484,14 @@ class Supervisor(pykka.ThreadingActor):
         if entry is not None and entry.ref.is_alive():
             entry.ref.ask(Kick(message.now), timeout=5)
             return True
-        record = self.context.feed.store.get(message.name)
+        store = self.context.feed.store
+        record = store.load(message.name) if store.shared else store.get(message.name)
         if record is None:
             return False
+        owner = self._owner_elsewhere(message.name)
+        if owner is not None:  # its actor (and every socket it counts) is on another node
+            store.send(owner, {"k": "kick", "name": message.name})
+            return True
         self._step_stored(record, Kick(message.now))
         return True
 
@@ -546,6 +551,18 @@ class Supervisor(pykka.ThreadingActor):
         payload = message.payload
         try:
             name = str(payload["name"])
+            if payload.get("k") == "kick":
+                self._kick(KickClient(name, message.now))
+                return
+            if payload.get("k") == "removed":  # another node deleted a client we hold
+                entry = self.directory.pop(name, None)
+                self._idle.discard(name)
+                if entry is not None:
+                    if entry.ref.is_alive():
+                        entry.ref.stop(block=False)
+                    sids = entry.state.sockets | set(self._live_sids(name))
+                    self.context.feed.close_sockets(frozenset(sids))
+                return
             if payload.get("k") == "deposed":
                 by = str(payload["by"])
                 if by != self.node:

@@ -68,6 +68,9 @@ if mode == 'delete' then
     return {'ok', 0, owner}
   end
   redis.call('DEL', ckey, p .. 'history:' .. name)
+  if owner ~= node and owner ~= '' then
+    redis.call('RPUSH', p .. 'inbox:' .. owner, cjson.encode({k = 'removed', name = name}))
+  end
   redis.call('SREM', p .. 'guests', name)
   redis.call('HINCRBY', counts, 'total', -1)
 else

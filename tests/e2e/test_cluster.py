@@ -271,3 +271,56 @@ def test_a_client_flapping_between_two_nodes_has_one_owner_and_a_true_history(
     assert history[-1]["status"] == "offline"
     kept, counted = recount(redis_server)
     assert kept == counted
+
+
+ADMIN = {**CLUSTER, "security": {"admin_token": "t0ken"}}
+
+
+def test_kick_and_delete_on_one_node_reach_a_client_on_the_other(make_node, connect, unique):
+    a, b = make_node("node-a", ADMIN), make_node("node-b", ADMIN)
+    kicked, deleted = unique("kicked"), unique("deleted")
+    kicked_client = connect(a.url, auth={"clientName": kicked})
+    deleted_client = connect(a.url, auth={"clientName": deleted})
+    for name in (kicked, deleted):
+        wait_for(lambda name=name: status_on(b, name) == "online", 10)
+
+    status, _ = b.request("POST", f"/api/clients/{kicked}/kick", token="t0ken")
+    assert status == 200
+    wait_for(lambda: status_on(a, kicked) == "offline", 10)
+    assert a.client(kicked)["reason"] == "kicked"
+    kicked_client.wait_event("disconnect", timeout=10)  # its socket on A was closed
+
+    status, body = b.request("DELETE", f"/api/clients/{deleted}", token="t0ken")
+    assert (status, body) == (200, {"deleted": 1})
+    deleted_client.wait_event("disconnect", timeout=10)
+    wait_for(lambda: a.client(deleted) is None and b.client(deleted) is None, 10)
+    wait_for(lambda: sum(n.get("/api/stats")["actors"] for n in (a, b)) == 0, 10)
+
+
+def test_a_node_restart_keeps_its_clients_and_purges_only_its_own_guests(make_node, connect,
+                                                                          unique):
+    a, b = make_node("node-a", CLUSTER), make_node("node-b", CLUSTER)
+    watcher = connect(b.url, watch=True)
+    name = unique("staying")
+    connect(a.url, auth={"clientName": name})
+    guest_a = connect(a.url, auth={"guest": True, "name": "Gina on A"})
+    guest_b = connect(b.url, auth={"guest": True, "name": "Bo on B"})
+    id_a = guest_a.wait_event("guest_registered")["guestId"]
+    id_b = guest_b.wait_event("guest_registered")["guestId"]
+    for client in (name, id_a, id_b):
+        wait_for(lambda client=client: status_on(b, client) == "online", 10)
+
+    assert a.stop() == 0  # graceful: its clients are stored as reconnecting (server_restart)
+    wait_for(lambda: status_on(b, name) == "reconnecting", 10)
+    a.start()
+    connect(a.url, auth={"clientName": name})  # back within its grace
+    wait_for(lambda: status_on(b, name) == "online", 10)
+    wait_for(lambda: b.client(id_a) is None, 10, message="A's leftover guest purged")
+    assert status_on(b, id_b) == "online"  # B's guest: a live node's, never purged
+    assert status_on(a, id_b) == "online"
+    wait_for(lambda: len(changes_of(watcher, name)) >= 3, 10)
+    assert [(c["status"], c["reason"]) for c in changes_of(watcher, name)] == [
+        ("online", "connected"), ("reconnecting", "server_restart"), ("online", "reconnected")]
+    watcher.wait_event("client_removed", lambda e: e["name"] == id_a)
+    removed = [e for e in watcher.of("client_removed") if e["name"] == id_a]
+    assert [e["reason"] for e in removed] == ["startup_purge"]
