@@ -154,7 +154,7 @@ def redis_server():
 
 
 @pytest.fixture
-def make_node(make_server, redis_server):
+def make_node(redis_server, make_server):
     """Start a server process named `node` (its node id too) on the test's Redis."""
     from tests.support.server import deep_merge
 

@@ -6,6 +6,7 @@ processes with distinct node ids; clients are real python-socketio clients.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -35,6 +36,7 @@ def test_a_client_on_one_node_is_seen_by_the_other(make_node, connect, unique):
 
     client.close()
     wait_for(lambda: status_on(b, name) == "offline", 15, message="offline on B")
+    wait_for(lambda: len(changes_of(watcher, name)) >= 3, 10)
     changes = sorted((e for e in watcher.of("client_status_changed") if e["name"] == name),
                      key=lambda e: e["eventId"])
     assert [c["status"] for c in changes] == ["online", "reconnecting", "offline"]
@@ -100,6 +102,8 @@ def test_kill_9_of_a_node_its_clients_follow_the_contract(make_node, connect, un
     error = epoch_seconds(offline["since"]) - (killed_at + 3 + 3)
     assert -1.0 - 0.5 <= error <= 1.0, f"offline {error:+.2f}s from node_timeout + grace"
 
+    for name, count in ((late, 3), (gone, 3)):  # the watcher's events follow the records
+        wait_for(lambda name=name, count=count: len(changes_of(watcher, name)) >= count, 10)
     assert [(c["status"], c["reason"]) for c in changes_of(watcher, early)] == [
         ("online", "connected")]  # no change at all for the client that moved in time
     assert [(c["status"], c["reason"]) for c in changes_of(watcher, late)] == [
@@ -152,6 +156,7 @@ def test_a_paused_node_is_fenced_then_reannounces_with_no_ghost(make_node, conne
         a.signal(18)  # SIGCONT: A finds itself fenced and re-announces its live socket
     wait_for(lambda: status_on(b, name) == "online" and b.client(name)["node"] == "node-a",
              15, message="A re-announced its live socket")
+    wait_for(lambda: len(changes_of(watcher, name)) >= 3, 10)
     assert client.heartbeat(name)["status"] == "ok"
     assert "fenced" in a.log_text()
     # A announced the return; B's watcher hears it too (through B's inbox), once
@@ -324,3 +329,68 @@ def test_a_node_restart_keeps_its_clients_and_purges_only_its_own_guests(make_no
     watcher.wait_event("client_removed", lambda e: e["name"] == id_a)
     removed = [e for e in watcher.of("client_removed") if e["name"] == id_a]
     assert [e["reason"] for e in removed] == ["startup_purge"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_three_nodes_300_clients_churn_for_60s_every_watcher_sees_the_same_feed(
+        make_node, connect, unique, redis_server):
+    rng = random.Random(11)
+    quiet_clients = {**CLUSTER, "monitoring": {**CLUSTER["monitoring"],
+                                               "heartbeat_interval": "60s",  # no heartbeats
+                                               "connection_check_interval": "10s"},
+                     "socket": {"ping_interval": "10s", "ping_timeout": "20s"}}
+    nodes = [make_node(f"node-{i}", quiet_clients) for i in range(3)]
+    watchers = [connect(node.url, watch=True) for node in nodes]
+    names = [unique(f"c{i:03d}") for i in range(300)]
+    clients = {name: connect(nodes[i % 3].url, auth={"clientName": name})
+               for i, name in enumerate(names)}
+    end = time.monotonic() + float(os.environ.get('CHURN_SECONDS', 60))
+    churned = 0
+    while time.monotonic() < end:  # about 10 changes of connection a second, on every node
+        name = rng.choice(names)
+        client = clients.pop(name, None)
+        if client is not None:
+            client.close()
+        if client is None or rng.random() < 0.7:
+            clients[name] = connect(rng.choice(nodes).url, auth={"clientName": name})
+        churned += 1
+        time.sleep(0.1)  # pacing the load, not waiting for anything
+
+    last = redis_server.client().xrevrange("{presence}:feed", count=1)
+    def quiet():
+        nonlocal last
+        now = redis_server.client().xrevrange("{presence}:feed", count=1)
+        stats = [n.get("/api/stats") for n in nodes]
+        settled = all(s["reconnecting"] == 0 for s in stats) and now == last
+        last = now
+        return settled
+    try:
+        wait_for(quiet, 30, interval=1.0)
+    except AssertionError:
+        stuck = [(n.name, r["name"], r["node"], r["version"], r["reason"])
+                 for n in nodes for r in n.get("/api/clients?status=reconnecting")["clients"]]
+        raise AssertionError(f"the feed is not quiet 30 s after the churn; reconnecting: "
+                             f"{stuck[:10]}; stats {[n.get('/api/stats') for n in nodes]}"
+                             ) from None
+    position = int(last[0][0].decode().split("-")[1])
+
+    seen = []
+    for watcher in watchers:
+        wait_for(lambda w=watcher: max((e["eventId"] for e in w.of("client_status_changed")),
+                                       default=0) >= position, 15)
+        events = sorted(watcher.of("client_status_changed"), key=lambda e: e["eventId"])
+        ids = [e["eventId"] for e in events]
+        assert ids == list(range(ids[0], ids[-1] + 1)), "a gap or a duplicate"
+        seen.append({e["eventId"]: (e["name"], e["status"], e["version"]) for e in events})
+    common = max(min(s) for s in seen)
+    feeds = [{k: v for k, v in s.items() if k >= common} for s in seen]
+    assert feeds[0] == feeds[1] == feeds[2]
+    assert len(feeds[0]) > churned  # every churn step made at least one change
+    versions: dict[str, int] = {}
+    for _, (name, _, version) in sorted(feeds[0].items()):
+        assert versions.get(name, version - 1) == version - 1, f"{name}: version jumped"
+        versions[name] = version
+    kept, counted = recount(redis_server)
+    assert kept == counted and counted["total"] == 300
+    assert {n.get("/api/stats")["online"] for n in nodes} == {len(clients)}
