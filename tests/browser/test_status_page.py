@@ -1,0 +1,224 @@
+"""The status page in real headless Chromium against a real server with real Socket.IO clients.
+
+The page is loaded once per test and never reloaded (a marker set on `window` at the start must
+still be there at the end): everything after the first paint arrives over `/events`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.helpers import wait_record
+from tests.support.clients import RecordingClient
+
+WAIT_MS = 20_000  # generous bound on a change reaching the page (graces are 3 s)
+# clients here send one heartbeat: no heartbeat_timeout within a test, only the 3 s grace
+QUIET = {"monitoring": {"heartbeat_interval": "60s"}}
+
+ROW_STATUS = """([name]) => {
+  const row = [...document.querySelectorAll('#rows tr')]
+    .find((tr) => !tr.hidden && tr.dataset.name === name);
+  return row ? row.cells[1].textContent : null;
+}"""
+
+VISIBLE_NAMES = """() => [...document.querySelectorAll('#rows tr')]
+  .filter((tr) => !tr.hidden && tr.dataset.name).map((tr) => tr.dataset.name)"""
+
+
+def open_live(page, server, path: str = "/") -> None:
+    """Load the page and wait until it follows /events with every record loaded."""
+    page.goto(server.url + path)
+    page.wait_for_function("() => document.getElementById('live').textContent === 'live'",
+                           timeout=WAIT_MS)
+    page.wait_for_function("() => document.getElementById('shown').textContent !== ''",
+                           timeout=WAIT_MS)
+    page.evaluate("window.__notReloaded = true")
+
+
+def wait_row_status(page, name: str, status: str | None) -> None:
+    page.wait_for_function(f"(args) => ({ROW_STATUS})(args) === args[1]", arg=[name, status],
+                           timeout=WAIT_MS)
+
+
+def register(connect, server, name: str, transport: str = "websocket") -> RecordingClient:
+    client = connect(server.url, transport, auth={"clientName": name})
+    assert client.heartbeat(name)["status"] == "ok"
+    return client
+
+
+def test_a_client_goes_online_reconnecting_offline_without_reload(make_server, connect, page,
+                                                                  artifacts, unique):
+    server = make_server(QUIET)
+    open_live(page, server)
+    name = unique("walker")
+
+    client = register(connect, server, name)
+    wait_row_status(page, name, "online")
+    assert page.evaluate("document.getElementById('count-online').firstChild.textContent") == "1"
+
+    client.drop()  # its socket closes: reconnecting, then offline once the 3 s grace is over
+    wait_row_status(page, name, "reconnecting")
+    wait_row_status(page, name, "offline")
+
+    assert page.evaluate("window.__notReloaded") is True, "the page reloaded"
+    assert page.evaluate("document.getElementById('count-offline').firstChild.textContent") \
+        == "1"
+    row = page.locator("#rows tr", has_text=name)
+    since = row.locator("time").first  # relative times, the ISO time as its title
+    assert re.fullmatch(r"just now|\d+ s ago", since.text_content()), since.text_content()
+    assert since.get_attribute("datetime").endswith("Z")
+    assert page.locator("#trend").is_visible()  # the sparkline has its first sample
+    assert page.locator("#nodes").is_hidden()  # no /api/nodes on this store: 404, hidden
+    page.screenshot(path=str(artifacts / "status-page-live.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_status_filter_and_name_search(make_server, connect, page, artifacts, unique):
+    server = make_server(QUIET)
+    online = [unique(f"apple{index}") for index in range(3)]
+    gone = unique("berry")
+    for name in online:
+        register(connect, server, name)
+    register(connect, server, gone).drop()
+    wait_record(server, gone, "offline", timeout=20)
+    open_live(page, server)
+
+    page.select_option("#status-filter", "online")
+    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 3", timeout=WAIT_MS)
+    assert sorted(page.evaluate(VISIBLE_NAMES)) == sorted(online)
+    assert "status=online" in page.url
+
+    page.select_option("#status-filter", "offline")
+    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 1", timeout=WAIT_MS)
+    assert page.evaluate(VISIBLE_NAMES) == [gone]
+
+    page.select_option("#status-filter", "")
+    page.fill("#search", online[1].upper())  # search ignores case
+    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 1", timeout=WAIT_MS)
+    assert page.evaluate(VISIBLE_NAMES) == [online[1]]
+    assert "match" in page.text_content("#shown")
+
+    page.fill("#search", "no-such-client-anywhere")
+    page.wait_for_selector("#rows tr.empty:not([hidden])", timeout=WAIT_MS)
+
+    # a change arriving while filtered applies the filter: a new online "apple" shows up
+    page.fill("#search", "apple")
+    page.select_option("#status-filter", "online")
+    late = unique("apple-late")
+    register(connect, server, late)
+    page.wait_for_function(f"() => ({VISIBLE_NAMES})().includes({late!r})", timeout=WAIT_MS)
+    page.screenshot(path=str(artifacts / "status-page-filtered.png"), full_page=True)
+    assert page.evaluate("window.__notReloaded") is True
+    assert not page.errors, page.errors
+
+
+def test_the_timeline_opens_with_its_flap_count(make_server, connect, page, artifacts, unique):
+    server = make_server(QUIET)
+    name = unique("flapper")
+    register(connect, server, name).drop()  # online -> reconnecting
+    wait_record(server, name, "reconnecting")
+    again = register(connect, server, name)  # -> online (reconnected): one flap so far
+    wait_record(server, name, "online")
+    open_live(page, server)
+
+    page.locator("#rows tr", has_text=name).click()
+    page.wait_for_selector("#timeline:not([hidden]) #timeline-list li", timeout=WAIT_MS)
+    assert page.text_content("#timeline-title") == name
+    assert page.get_attribute("#timeline-flaps", "data-flaps") == "1"
+    items = page.locator("#timeline-list li").all_text_contents()
+    assert items[0].startswith("reconnecting → online (reconnected)"), items
+    assert any(item.startswith("online → reconnecting (disconnect)") for item in items), items
+    assert "1 flap in the last 3 transitions" in page.text_content("#timeline-flaps")
+
+    # the open timeline follows the client's changes live: a second flap
+    again.drop()
+    page.wait_for_function(
+        "() => document.getElementById('timeline-flaps').dataset.flaps === '2'", timeout=WAIT_MS)
+    page.screenshot(path=str(artifacts / "status-page-timeline.png"), full_page=True)
+    page.click("#timeline-close")
+    assert page.locator("#timeline").is_hidden()
+    assert not page.errors, page.errors
+
+
+def test_guests_show_their_display_name_and_names_stay_text(make_server, connect, page,
+                                                            unique):
+    server = make_server(QUIET)
+    open_live(page, server)
+    guest = connect(server.url, "websocket", auth={"guest": True, "name": "Visitor <i>x</i>"})
+    guest_id = guest.wait_event("guest_registered")["guestId"]
+    hostile = '<img src=x onerror="window.__owned=1">' + unique("h")
+    register(connect, server, hostile)
+
+    wait_row_status(page, guest_id, "online")
+    wait_row_status(page, hostile, "online")
+    page.wait_for_function(
+        """([id]) => [...document.querySelectorAll('#rows tr')].some((tr) =>
+             tr.dataset.name === id && tr.cells[0].textContent.startsWith('Visitor <i>x</i>'))""",
+        arg=[guest_id], timeout=WAIT_MS)
+    assert page.evaluate("document.querySelectorAll('#rows img, #rows i').length") == 0
+    assert page.evaluate("window.__owned") is None
+    page.wait_for_function(
+        "() => document.getElementById('count-guests').firstChild.textContent === '1'",
+        timeout=WAIT_MS)
+    page.wait_for_function(  # /api/stats is polled for it
+        "() => document.getElementById('count-responsive').firstChild.textContent !== ''",
+        timeout=WAIT_MS)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("snapshot_limit", [500, 2], ids=["snapshot", "truncated-snapshot"])
+def test_a_page_older_than_the_backlog_resyncs(make_server, connect, page, unique,
+                                               snapshot_limit):
+    """The page's position is older than `events.backlog`: `/events` answers `resync`; the page
+    takes its snapshot (or loads every record again when the snapshot is truncated)."""
+    server = make_server({**QUIET, "events": {"backlog": 3},
+                          "security": {"watch_snapshot_limit": snapshot_limit}})
+    names = [unique(f"r{index}") for index in range(4)]
+    clients = [register(connect, server, name) for name in names]
+    for name in names:
+        wait_record(server, name, "online")
+
+    # serve the first paint as a stale tab would have it: position 0, no rows
+    def stale(route):
+        response = route.fetch()
+        body = re.sub(r'data-event-id="\d+"', 'data-event-id="0"', response.text())
+        route.fulfill(response=response, body=body)
+
+    page.route(server.url + "/", stale)
+    resyncs = []
+    page.on("response", lambda response: resyncs.append(response.url)
+            if "/events" in response.url else None)
+    open_live(page, server)
+    clients[0].drop()
+    wait_row_status(page, names[0], "reconnecting")
+    for name in names[1:]:
+        wait_row_status(page, name, "online")
+    assert any("lastEventId=0" in url for url in resyncs), resyncs
+    assert not page.errors, page.errors
+
+
+def test_without_javascript_the_first_paint_and_the_filter_form_work(make_server, connect,
+                                                                     browser, unique):
+    server = make_server(QUIET)
+    online, other = unique("plain"), unique("other")
+    register(connect, server, online)
+    register(connect, server, other)
+    wait_record(server, other, "online")
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        tab.goto(server.url + "/")
+        names = tab.eval_on_selector_all("#rows tr[data-name]",
+                                         "rows => rows.map(r => r.dataset.name)")
+        assert sorted(names) == sorted([online, other])
+        tab.fill("#search", online)
+        tab.click("#filter-submit")
+        tab.wait_for_url(re.compile(r".*q="))
+        names = tab.eval_on_selector_all("#rows tr[data-name]",
+                                         "rows => rows.map(r => r.dataset.name)")
+        assert names == [online]
+        assert tab.text_content("#live") == "static"
+    finally:
+        context.close()
