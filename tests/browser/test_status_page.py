@@ -7,6 +7,7 @@ still be there at the end): everything after the first paint arrives over `/even
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -40,6 +41,13 @@ def open_live(page, server, path: str = "/") -> None:
 def wait_row_status(page, name: str, status: str | None) -> None:
     page.wait_for_function(f"(args) => ({ROW_STATUS})(args) === args[1]", arg=[name, status],
                            timeout=WAIT_MS)
+
+
+def wait_names(page, names: list[str]) -> None:
+    """Wait until the rows shown are exactly `names` (in any order)."""
+    page.wait_for_function(
+        f"(names) => JSON.stringify(({VISIBLE_NAMES})().sort()) === JSON.stringify(names)",
+        arg=sorted(names), timeout=WAIT_MS)
 
 
 def register(connect, server, name: str, transport: str = "websocket") -> RecordingClient:
@@ -86,18 +94,15 @@ def test_status_filter_and_name_search(make_server, connect, page, artifacts, un
     open_live(page, server)
 
     page.select_option("#status-filter", "online")
-    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 3", timeout=WAIT_MS)
-    assert sorted(page.evaluate(VISIBLE_NAMES)) == sorted(online)
+    wait_names(page, online)
     assert "status=online" in page.url
 
     page.select_option("#status-filter", "offline")
-    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 1", timeout=WAIT_MS)
-    assert page.evaluate(VISIBLE_NAMES) == [gone]
+    wait_names(page, [gone])
 
     page.select_option("#status-filter", "")
     page.fill("#search", online[1].upper())  # search ignores case
-    page.wait_for_function(f"() => ({VISIBLE_NAMES})().length === 1", timeout=WAIT_MS)
-    assert page.evaluate(VISIBLE_NAMES) == [online[1]]
+    wait_names(page, [online[1]])
     assert "match" in page.text_content("#shown")
 
     page.fill("#search", "no-such-client-anywhere")
@@ -222,3 +227,49 @@ def test_without_javascript_the_first_paint_and_the_filter_form_work(make_server
         assert tab.text_content("#live") == "static"
     finally:
         context.close()
+
+
+def test_paging_shows_one_page_of_rows_at_a_time(make_server, page, unique):
+    """Records written to the store before start-up come back as reconnecting (a one-hour
+    grace here): 120 of them, in pages of 50 rows, by name."""
+    server = make_server({**QUIET, "monitoring": {**QUIET["monitoring"],
+                                                  "reconnection_grace_period": "1h"}},
+                         start=False)
+    prefix = unique("paged")
+    seed_records(server, [f"{prefix}-{index:03d}" for index in range(120)])
+    server.start()
+    open_live(page, server)
+
+    assert page.evaluate(f"({VISIBLE_NAMES})().length") == 50
+    assert page.text_content("#page-info") == "1–50 of 120"
+    page.click("#page-next")
+    page.wait_for_function("() => document.getElementById('page-info').textContent "
+                           "=== '51–100 of 120'", timeout=WAIT_MS)
+    assert page.evaluate(VISIBLE_NAMES) == [f"{prefix}-{index:03d}" for index in range(50, 100)]
+    page.click("#page-next")
+    wait_names(page, [f"{prefix}-{index:03d}" for index in range(100, 120)])
+    assert page.is_disabled("#page-next")
+    page.fill("#search", f"{prefix}-00")  # a filter starts again at the first page
+    wait_names(page, [f"{prefix}-{index:03d}" for index in range(10)])
+    assert page.locator("#pager").is_hidden()
+    assert not page.errors, page.errors
+
+
+def seed_records(server, names: list[str]) -> None:
+    """Write online records for `names` into the server's (not yet started) SQLite store."""
+    from presence_server.store.records import ClientRecord
+
+    from presence_server.config import load_config
+    from presence_server.runtime import Runtime
+
+    runtime = Runtime(load_config(environ={
+        "PRESENCE__STORE__URL": server.config["store"]["url"]}))
+    try:
+        now = time.time()
+        for name in names:
+            runtime.store.save(ClientRecord(
+                name=name, status="online", reason="connected", since=now, last_seen=now,
+                last_contact=now, ip=None, guest=False, node="test-node", connections=1,
+                version=1))
+    finally:
+        runtime.close()

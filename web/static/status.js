@@ -8,14 +8,16 @@
 // - `resync` (the page's position is older than the server's backlog) replaces the records with
 //   its snapshot, or, when the snapshot is truncated, loads every record again.
 // - Rendering: one page of rows (PAGE_SIZE), reused <tr> elements, text set only when it changed,
-//   at most once per animation frame however many changes arrived (requestAnimationFrame).
+//   in an animation frame (requestAnimationFrame), at most once per RENDER_MS however many
+//   changes arrived.
 // - Names and every other value are attacker-controlled: they only ever go into textContent,
 //   attribute values and URL components (encodeURIComponent), never into HTML.
 (() => {
   "use strict";
 
   const STATUSES = ["online", "reconnecting", "offline"];
-  const PAGE_SIZE = 100;
+  const PAGE_SIZE = 50;
+  const RENDER_MS = 200; // at most five renders a second, however many changes arrive
   const LOAD_LIMIT = 5000; // records per /api/clients request while loading
   const SAMPLE_MS = 10000; // sparkline: one sample of the counts every 10 s ...
   const WINDOW_MS = 3600 * 1000; // ... over the last hour
@@ -38,7 +40,8 @@
     source: null,
     filter: { status: "", q: "" },
     page: 0,
-    frame: 0, // requestAnimationFrame id while a render is scheduled
+    frame: 0, // non-zero while a render is scheduled
+    renderedAt: -Infinity, // performance.now() of the last render
     selected: null, // name whose timeline is open
     timelineTimer: 0,
     samples: [], // {t, online, reconnecting}
@@ -48,8 +51,12 @@
   };
 
   // --- small helpers -------------------------------------------------------------------------
+  // The text last written is kept on the element: no DOM read, and no write when unchanged.
   function setText(element, text) {
-    if (element.textContent !== text) element.textContent = text;
+    if (element.shownText !== text) {
+      element.shownText = text;
+      element.textContent = text;
+    }
   }
 
   function compare(a, b) {
@@ -89,8 +96,8 @@
     const then = Date.parse(iso);
     if (Number.isNaN(then)) return String(iso);
     const seconds = Math.round((now - then) / 1000);
-    if (seconds < 5) return "just now";
-    if (seconds < 60) return seconds + " s ago";
+    if (seconds < 10) return "just now";
+    if (seconds < 60) return Math.floor(seconds / 10) * 10 + " s ago"; // coarse: less relayout
     const minutes = Math.floor(seconds / 60);
     if (minutes < 60) return minutes + " min ago";
     const hours = Math.floor(minutes / 60);
@@ -101,10 +108,14 @@
   function setTime(element, iso, now) {
     if (!iso) {
       setText(element, "—");
-      if (element.dateTime) element.dateTime = "";
+      if (element.shownTime) {
+        element.shownTime = "";
+        element.dateTime = "";
+      }
       return;
     }
-    if (element.dateTime !== iso) {
+    if (element.shownTime !== iso) {
+      element.shownTime = iso;
       element.dateTime = iso;
       element.title = iso;
     }
@@ -288,22 +299,49 @@
   }
 
   // --- rendering -----------------------------------------------------------------------------
+  // At most one render per RENDER_MS, in an animation frame: a burst of changes costs one
+  // layout and paint, not one per change (and not one per frame: 60 table layouts a second
+  // would keep the main thread busy for no reader's benefit).
   function schedule() {
-    if (!state.frame) state.frame = requestAnimationFrame(render);
+    if (state.frame) return;
+    const wait = state.renderedAt + RENDER_MS - performance.now();
+    if (wait <= 0) {
+      state.frame = requestAnimationFrame(render);
+    } else {
+      state.frame = setTimeout(() => {
+        state.frame = requestAnimationFrame(render);
+      }, wait);
+    }
   }
 
-  function matching() {
+  // One pass over the sorted names: how many records match (per status), and the first
+  // `need` matching records of each status; the page shows online, then reconnecting, then
+  // offline clients, each by name. No list of all matches is built.
+  function matching(need) {
     const wanted = state.filter.status;
     const q = state.filter.q;
-    const buckets = { online: [], reconnecting: [], offline: [] };
+    const totals = { online: 0, reconnecting: 0, offline: 0 };
+    const firsts = { online: [], reconnecting: [], offline: [] };
     const clients = state.clients;
     for (const name of state.names) {
       const record = clients.get(name);
       if (wanted && record.status !== wanted) continue;
       if (q && !record.key.includes(q)) continue;
-      buckets[record.status].push(record);
+      if (totals[record.status]++ < need) firsts[record.status].push(record);
     }
-    return buckets.online.concat(buckets.reconnecting, buckets.offline);
+    return { totals, firsts, total: totals.online + totals.reconnecting + totals.offline };
+  }
+
+  function slice(found, start, size) {
+    const shown = [];
+    let offset = 0;
+    for (const status of STATUSES) {
+      const from = Math.max(0, start - offset);
+      const to = Math.min(found.totals[status], start + size - offset);
+      for (let index = from; index < to; index += 1) shown.push(found.firsts[status][index]);
+      offset += found.totals[status];
+    }
+    return shown;
   }
 
   function makeRow() {
@@ -333,8 +371,11 @@
       tr.dataset.name = record.name;
       parts.link.href = clientURL(record.name);
     }
-    if (tr.className !== record.status) tr.className = record.status;
-    tr.classList.toggle("selected", record.name === state.selected);
+    const className = record.name === state.selected ? record.status + " selected" : record.status;
+    if (parts.className !== className) {
+      parts.className = className;
+      tr.className = className;
+    }
     if (record.guest) {
       setText(parts.link, record.display_name || record.name);
       setText(parts.small, record.display_name ? "(guest: " + record.name + ")" : "(guest)");
@@ -344,7 +385,10 @@
       setText(parts.small, "");
     }
     setText(cells[1], record.status);
-    if (cells[1].className !== record.status) cells[1].className = record.status;
+    if (parts.statusClass !== record.status) {
+      parts.statusClass = record.status;
+      cells[1].className = record.status;
+    }
     setText(cells[2], record.reason || "");
     setTime(parts.since, record.since, now);
     setTime(parts.seen, record.last_seen, now);
@@ -355,6 +399,7 @@
 
   function render() {
     state.frame = 0;
+    state.renderedAt = performance.now();
     const counts = state.loaded ? state.counts : null;
     if (counts) {
       setText($("count-total").firstChild, String(state.clients.size));
@@ -364,11 +409,12 @@
     }
     if (state.responsive !== null) setText($("count-responsive").firstChild, String(state.responsive));
     if (!state.loaded) return;
-    const list = matching();
-    const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
+    const found = matching((state.page + 1) * PAGE_SIZE);
+    const matches = found.total;
+    const pages = Math.max(1, Math.ceil(matches / PAGE_SIZE));
     if (state.page >= pages) state.page = pages - 1;
     const start = state.page * PAGE_SIZE;
-    const shown = list.slice(start, start + PAGE_SIZE);
+    const shown = slice(found, start, PAGE_SIZE);
     const now = Date.now();
     const body = $("rows");
     if (!state.rows.length) {
@@ -390,20 +436,20 @@
       const record = shown[index];
       if (record) {
         fillRow(tr, record, now);
-        if (tr.hidden) tr.hidden = false;
-      } else if (!tr.hidden) {
-        tr.hidden = true;
+        if (tr.parts.hidden !== false) tr.hidden = tr.parts.hidden = false;
+      } else if (tr.parts.hidden !== true) {
+        tr.hidden = tr.parts.hidden = true;
       }
     });
     const filtering = state.filter.status || state.filter.q;
-    state.emptyRow.hidden = list.length > 0;
+    state.emptyRow.hidden = matches > 0;
     setText(state.emptyRow.firstChild, filtering ? "No clients match." : "No clients yet.");
     const total = state.clients.size;
-    setText($("shown"), list.length === total ? total + " clients"
-      : list.length + " of " + total + " clients match");
+    setText($("shown"), matches === total ? total + " clients"
+      : matches + " of " + total + " clients match");
     $("pager").hidden = pages <= 1;
-    setText($("page-info"), list.length
-      ? (start + 1) + "–" + (start + shown.length) + " of " + list.length : "");
+    setText($("page-info"), matches
+      ? (start + 1) + "–" + (start + shown.length) + " of " + matches : "");
     $("page-prev").disabled = state.page === 0;
     $("page-next").disabled = state.page >= pages - 1;
   }
