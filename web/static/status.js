@@ -24,6 +24,7 @@
   const STATS_MS = 10000; // /api/stats (responsive) this often
   const NODES_MS = 15000; // /api/nodes this often (not at all once it answered 404)
   const CLOCK_MS = 5000; // relative times ("3 min ago") refreshed this often
+  const ROWS_MS = 30000; // the rows shown are re-read this often (heartbeat times, sockets, ip)
   const RETRY_MS = 3000; // a closed stream or a failed load is retried after this
   const SVG = "http://www.w3.org/2000/svg";
 
@@ -48,6 +49,8 @@
     responsive: null,
     details: new Set(), // names whose full record is being fetched (guests' display names)
     rows: [], // the reused <tr> elements
+    startedAt: performance.now(),
+    segments: [], // what the rows show: [{status, after, count}] (see refreshRows)
   };
 
   // --- small helpers -------------------------------------------------------------------------
@@ -408,6 +411,9 @@
       document.title = "Presence — " + counts.online + " online";
     }
     if (state.responsive !== null) setText($("count-responsive").firstChild, String(state.responsive));
+    const up = Number($("uptime").dataset.seconds) + (performance.now() - state.startedAt) / 1000;
+    setText($("uptime"), ago(new Date(Date.now() - up * 1000).toISOString(), Date.now())
+      .replace(" ago", "").replace("just now", Math.floor(up) + " s"));
     if (!state.loaded) return;
     const found = matching((state.page + 1) * PAGE_SIZE);
     const matches = found.total;
@@ -415,6 +421,7 @@
     if (state.page >= pages) state.page = pages - 1;
     const start = state.page * PAGE_SIZE;
     const shown = slice(found, start, PAGE_SIZE);
+    state.segments = segments(found, shown);
     const now = Date.now();
     const body = $("rows");
     if (!state.rows.length) {
@@ -452,6 +459,45 @@
       ? (start + 1) + "–" + (start + shown.length) + " of " + matches : "");
     $("page-prev").disabled = state.page === 0;
     $("page-next").disabled = state.page >= pages - 1;
+  }
+
+  // The rows shown, per status: the name before the first (the `after` of /api/clients) and
+  // how many, so that refreshRows can re-read exactly them with at most three requests.
+  function segments(found, shown) {
+    const result = [];
+    for (const record of shown) {
+      const last = result[result.length - 1];
+      if (last && last.status === record.status) {
+        last.count += 1;
+        continue;
+      }
+      const list = found.firsts[record.status];
+      const index = list.indexOf(record);
+      result.push({ status: record.status, after: index > 0 ? list[index - 1].name : "", count: 1 });
+    }
+    return result;
+  }
+
+  // Heartbeats change no status, so no event carries them: the rows shown are re-read every
+  // ROWS_MS (their last heartbeat, socket count, address, a guest's display name).
+  async function refreshRows() {
+    if (!state.loaded || document.hidden) return;
+    const q = $("search").value.trim();
+    for (const segment of state.segments.slice()) {
+      const params = new URLSearchParams({ status: segment.status, limit: String(segment.count) });
+      if (segment.after) params.set("after", segment.after);
+      if (q) params.set("q", q);
+      try {
+        const body = await getJSON("/api/clients?" + params.toString());
+        for (const fresh of body.clients) {
+          const record = state.clients.get(fresh.name);
+          if (record && fresh.version >= record.version) put(fresh);
+        }
+      } catch (error) {
+        return; // the next refresh tries again
+      }
+    }
+    schedule();
   }
 
   // A guest's display name (and the socket count, the address) are not in the events: fetch
@@ -684,6 +730,7 @@
     setInterval(pollStats, STATS_MS);
     setInterval(sample, SAMPLE_MS);
     setInterval(schedule, CLOCK_MS); // relative times
+    setInterval(refreshRows, ROWS_MS);
   }
 
   start();
