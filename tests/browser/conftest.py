@@ -60,8 +60,10 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"browser tests: {reason}"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module, closed at the module's end: Playwright's sync API keeps
+    an asyncio loop of its own while it runs, which must not outlive these tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
