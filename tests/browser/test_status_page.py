@@ -273,3 +273,24 @@ def seed_records(server, names: list[str]) -> None:
                 version=1))
     finally:
         runtime.close()
+
+
+def test_nodes_show_when_api_nodes_lists_several(make_server, page):
+    """`/api/nodes` comes with the several-node store; until then this test answers it for the
+    page (Playwright `route`) in CONTRACT §6's shape, a hostile node id among them."""
+    server = make_server(QUIET)
+    nodes = {"nodes": [
+        {"node": "web-1", "started": "2026-12-02T01:00:00.000Z", "lease_age": 0.4,
+         "connections": 12, "alive": True},
+        {"node": "<b>web-2</b>", "started": "2026-12-02T01:00:05.000Z", "lease_age": 21.0,
+         "connections": 0, "alive": False},
+    ]}
+    page.route(server.url + "/api/nodes", lambda route: route.fulfill(json=nodes))
+    open_live(page, server)
+    page.wait_for_selector("#nodes:not([hidden]) #node-rows tr", timeout=WAIT_MS)
+    rows = page.eval_on_selector_all("#node-rows tr", "rows => rows.map(r => "
+                                     "[...r.cells].map(c => c.textContent))")
+    assert rows[0][:3] == ["web-1", "yes", "12"]
+    assert rows[1][:2] == ["<b>web-2</b>", "no"]
+    assert page.evaluate("document.querySelectorAll('#node-rows b').length") == 0
+    assert not page.errors, page.errors
