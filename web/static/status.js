@@ -32,7 +32,7 @@
 
   const state = {
     clients: new Map(), // name -> record (the /api/clients shape, plus `key` for search)
-    names: [], // every name in the Map, sorted (UTF-16 code units)
+    sorted: { online: [], reconnecting: [], offline: [] }, // names per status, sorted
     counts: { online: 0, reconnecting: 0, offline: 0, guests: 0 },
     loaded: false,
     loading: 0, // generation of the load in progress (0: none)
@@ -66,8 +66,8 @@
     return a < b ? -1 : a > b ? 1 : 0;
   }
 
-  function insertName(name) {
-    const names = state.names;
+  // Where `name` is or would go in the sorted array `names` (binary search).
+  function position(names, name) {
     let low = 0;
     let high = names.length;
     while (low < high) {
@@ -75,19 +75,17 @@
       if (names[middle] < name) low = middle + 1;
       else high = middle;
     }
-    if (names[low] !== name) names.splice(low, 0, name);
+    return low;
   }
 
-  function removeName(name) {
-    const names = state.names;
-    let low = 0;
-    let high = names.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (names[middle] < name) low = middle + 1;
-      else high = middle;
-    }
-    if (names[low] === name) names.splice(low, 1);
+  function insertName(names, name) {
+    const at = position(names, name);
+    if (names[at] !== name) names.splice(at, 0, name);
+  }
+
+  function removeName(names, name) {
+    const at = position(names, name);
+    if (names[at] === name) names.splice(at, 1);
   }
 
   function searchKey(record) {
@@ -146,9 +144,13 @@
   }
 
   function put(record) {
+    if (!STATUSES.includes(record.status)) record.status = "offline"; // never from our server
     const old = state.clients.get(record.name);
     if (old) count(old, -1);
-    else insertName(record.name);
+    if (!old || old.status !== record.status) {
+      if (old) removeName(state.sorted[old.status], record.name);
+      insertName(state.sorted[record.status], record.name);
+    }
     record.key = searchKey(record);
     state.clients.set(record.name, record);
     count(record, +1);
@@ -159,22 +161,23 @@
     if (!old) return;
     count(old, -1);
     state.clients.delete(name);
-    removeName(name);
+    removeName(state.sorted[old.status], name);
   }
 
   function rebuild(records) {
     state.clients = new Map();
-    state.names = [];
     state.counts = { online: 0, reconnecting: 0, offline: 0, guests: 0 };
-    const names = [];
     for (const record of records) {
+      if (!STATUSES.includes(record.status)) record.status = "offline";
       record.key = searchKey(record);
-      if (!state.clients.has(record.name)) names.push(record.name);
       state.clients.set(record.name, record);
     }
-    names.sort(compare);
-    state.names = names;
-    for (const record of state.clients.values()) count(record, +1);
+    state.sorted = { online: [], reconnecting: [], offline: [] };
+    for (const record of state.clients.values()) {
+      count(record, +1);
+      state.sorted[record.status].push(record.name);
+    }
+    for (const status of STATUSES) state.sorted[status].sort(compare);
   }
 
   // A change from /events: `client_status_changed` or `client_removed`.
@@ -317,20 +320,32 @@
     }
   }
 
-  // One pass over the sorted names: how many records match (per status), and the first
-  // `need` matching records of each status; the page shows online, then reconnecting, then
-  // offline clients, each by name. No list of all matches is built.
+  // How many records match (per status), and the first `need` matching records of each
+  // status; the page shows online, then reconnecting, then offline clients, each by name.
+  // Without a search it only slices the sorted names of each status; a search reads the
+  // names of the statuses shown once. No list of all matches is built.
   function matching(need) {
     const wanted = state.filter.status;
     const q = state.filter.q;
     const totals = { online: 0, reconnecting: 0, offline: 0 };
     const firsts = { online: [], reconnecting: [], offline: [] };
     const clients = state.clients;
-    for (const name of state.names) {
-      const record = clients.get(name);
-      if (wanted && record.status !== wanted) continue;
-      if (q && !record.key.includes(q)) continue;
-      if (totals[record.status]++ < need) firsts[record.status].push(record);
+    for (const status of STATUSES) {
+      if (wanted && status !== wanted) continue;
+      const names = state.sorted[status];
+      if (!q) {
+        totals[status] = names.length;
+        firsts[status] = names.slice(0, need).map((name) => clients.get(name));
+        continue;
+      }
+      const first = firsts[status];
+      let total = 0;
+      for (const name of names) {
+        const record = clients.get(name);
+        if (!record.key.includes(q)) continue;
+        if (total++ < need) first.push(record);
+      }
+      totals[status] = total;
     }
     return { totals, firsts, total: totals.online + totals.reconnecting + totals.offline };
   }
