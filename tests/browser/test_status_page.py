@@ -294,3 +294,29 @@ def test_nodes_show_when_api_nodes_lists_several(make_server, page):
     assert rows[1][:2] == ["<b>web-2</b>", "no"]
     assert page.evaluate("document.querySelectorAll('#node-rows b').length") == 0
     assert not page.errors, page.errors
+
+
+def test_the_page_follows_a_server_restart_without_reload(make_server, connect, page, unique):
+    """A graceful restart ends the stream after the `server_restart` changes; the page
+    reconnects (EventSource, or a new one after a refusal) and resumes from its last id."""
+    server = make_server(QUIET)
+    name = unique("survivor")
+    register(connect, server, name)
+    open_live(page, server)
+    wait_row_status(page, name, "online")
+
+    assert server.stop() == 0
+    wait_row_status(page, name, "reconnecting")  # server_restart, sent before the stream ended
+    page.wait_for_function("() => document.getElementById('live').textContent !== 'live'",
+                           timeout=WAIT_MS)
+    server.start()
+    page.wait_for_function("() => document.getElementById('live').textContent === 'live'",
+                           timeout=WAIT_MS)
+    register(connect, server, name)  # it comes back within its fresh grace
+    wait_row_status(page, name, "online")
+    page.wait_for_function(
+        """([name]) => [...document.querySelectorAll('#rows tr')].some((tr) =>
+             tr.dataset.name === name && tr.cells[2].textContent === 'reconnected')""",
+        arg=[name], timeout=WAIT_MS)
+    assert page.evaluate("window.__notReloaded") is True
+    assert not page.errors, page.errors
