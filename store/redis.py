@@ -164,6 +164,7 @@ class RedisStore(Store):
         self._contact_batch: dict[str, ClientRecord] = {}
         self._outbox: deque[tuple[str, str]] = deque()  # (node, JSON) for other nodes' inboxes
         self.alive: frozenset[str] = frozenset()  # registered nodes, as of the last renewal
+        self._node_infos: dict[str, dict[str, Any]] = {}  # what each renews its lease with
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._fence_lock = threading.Lock()
@@ -574,7 +575,14 @@ class RedisStore(Store):
             self.events.nodes_lost(lost)
 
     def _track_nodes(self) -> None:
-        alive = frozenset(_text(node) for node in self._client.hkeys(self.key("nodes")))
+        infos = {}
+        for node, raw in self._client.hgetall(self.key("nodes")).items():
+            try:
+                infos[_text(node)] = json.loads(_text(raw))
+            except ValueError:
+                infos[_text(node)] = {}
+        self._node_infos = infos
+        alive = frozenset(infos)
         gone = self.alive - alive
         self.alive = alive
         if gone and self.events is not None:
@@ -629,10 +637,20 @@ class RedisStore(Store):
         return self._index.of_node(node)
 
     def counts(self) -> dict[str, int]:
-        return self._index.counts()
+        """Per status from the mirror (O(1)); `connections`: the sockets every node reported
+        with its last lease renewal (a record's count moves without a feed entry)."""
+        counts = self._index.counts()
+        if self._node_infos:
+            counts["connections"] = sum(int(info.get("connections", 0))
+                                        for info in self._node_infos.values())
+        return counts
 
     def responsive(self, now: float, window: float) -> int:
-        return self._index.responsive(now, window)
+        """The responsive clients every node counted among its own at its last renewal
+        (contact times never go through the feed, so only the owner knows them)."""
+        if not self._node_infos:
+            return self._index.responsive(now, window)
+        return sum(int(info.get("responsive", 0)) for info in self._node_infos.values())
 
     def transitions(self, name: str, limit: int = 50) -> list[Transition]:
         try:
@@ -670,7 +688,7 @@ class RedisStore(Store):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, scheduler: Any) -> None:
-        self.alive = frozenset(_text(node) for node in self._client.hkeys(self.key("nodes")))
+        self._track_nodes()
         for target, label in ((self._run_committer, "committer"), (self._run_reader, "reader"),
                               (self._run_leases, "leases"), (self._run_inbox, "inbox")):
             thread = threading.Thread(target=target, name=f"redis-{label}", daemon=True)

@@ -45,6 +45,9 @@ def test_a_client_on_one_node_is_seen_by_the_other(make_node, connect, unique):
     assert ids == sorted(set(ids))
     # the same counts on both nodes, and in Redis's own counters
     wait_for(lambda: a.get("/api/stats")["offline"] == b.get("/api/stats")["offline"] >= 1, 5)
+    keys = ("total", "online", "reconnecting", "offline", "guests", "responsive", "connections")
+    wait_for(lambda: {k: a.get("/api/stats")[k] for k in keys}
+             == {k: b.get("/api/stats")[k] for k in keys}, 10)
     history = b.client(name)["transitions"]
     assert [t["status"] for t in history] == ["online", "reconnecting", "offline"]
     assert [t["eventId"] for t in history] == ids
@@ -117,6 +120,14 @@ def test_kill_9_of_a_node_its_clients_follow_the_contract(make_node, connect, un
     assert {n["node"] for n in b.get("/api/nodes")["nodes"]} == {"node-b"}
     stats = b.get("/api/stats")
     assert (stats["online"], stats["offline"]) == (2, 1)
+    # sockets and responsive clients: counted cluster-wide (B holds both returned sockets)
+    def sockets_and_responsive():
+        stats = b.get("/api/stats")
+        return stats["connections"], stats["responsive"]
+    try:  # the two clients' sockets (the watcher registered no name); both responsive
+        wait_for(lambda: sockets_and_responsive() == (2, 2), 10)
+    except AssertionError:
+        raise AssertionError(f"(connections, responsive): {sockets_and_responsive()}") from None
 
 
 def recount(redis_server) -> tuple[dict[str, int], dict[str, int]]:
