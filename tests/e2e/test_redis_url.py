@@ -44,3 +44,42 @@ def test_an_unreachable_redis_stops_start_up_with_one_line(tmp_path):
     output = done.stdout + done.stderr
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in output
     assert "s3cret-pw" not in output and "Traceback" not in output
+
+
+def test_redis_sentinel_url_finds_the_master(make_server, connect, unique, redis_server,
+                                            tmp_path):
+    """`redis+sentinel://host:port/service`: the store asks a real Sentinel for the master."""
+    import subprocess as processes
+
+    from tests.support.redis_server import redis_binary
+    from tests.support.server import wait_for
+
+    if redis_server.external:
+        pytest.skip("needs the private redis-server (PRESENCE_TEST_REDIS_URL is set)")
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n")
+    sentinel = processes.Popen([redis_binary(), str(conf), "--sentinel"],
+                               stdout=processes.DEVNULL, stderr=processes.STDOUT)
+    try:
+        import redis
+
+        probe = redis.Redis(port=port, socket_timeout=1)
+        wait_for(lambda: _master_known(probe), 10, message="sentinel knows the master")
+        server = make_server(env={"REDIS_URL": f"redis+sentinel://127.0.0.1:{port}/mymaster"})
+        assert server.get("/health")["store"]["kind"] == "redis"
+        name = unique("sentinel")
+        connect(server.url, auth={"clientName": name})
+        wait_record(server, name, "online")
+        assert redis_server.client().hget(f"{{presence}}:client:{name}", "status") == b"online"
+    finally:
+        sentinel.kill()
+        sentinel.wait(10)
+
+
+def _master_known(probe) -> bool:
+    try:
+        return probe.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster") is not None
+    except Exception:
+        return False
