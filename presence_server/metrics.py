@@ -91,10 +91,12 @@ class _LiveCollector:
     """The gauges read at scrape time, and the heartbeat figures from their `HotHistogram`."""
 
     def __init__(self, counts: Callable[[], Mapping[str, int]], mailbox: Callable[[], int],
-                 heartbeats: HotHistogram) -> None:
+                 heartbeats: HotHistogram,
+                 cluster: Callable[[], Mapping[str, float]] | None = None) -> None:
         self._counts = counts
         self._mailbox = mailbox
         self._heartbeats = heartbeats
+        self._cluster = cluster
 
     def collect(self) -> Iterator[Metric]:
         counts = self._counts()
@@ -108,6 +110,14 @@ class _LiveCollector:
         yield GaugeMetricFamily("presence_mailbox_depth",
                                 "Messages waiting in client actors' mailboxes",
                                 value=self._mailbox())
+        if self._cluster is not None:  # several nodes (a shared store)
+            cluster = self._cluster()
+            yield GaugeMetricFamily("presence_nodes_alive", "Nodes holding a lease now",
+                                    value=cluster["nodes_alive"])
+            yield GaugeMetricFamily(
+                "presence_feed_lag_seconds",
+                "Seconds from the last change applied here to its status change (any node's)",
+                value=cluster["feed_lag"])
         buckets, count, total = self._heartbeats.snapshot()
         yield CounterMetricFamily("presence_heartbeats", "Heartbeats handled", value=count)
         yield HistogramMetricFamily(
@@ -120,10 +130,11 @@ class PresenceMetrics:
     """One node's metrics; it is also the actors' `Instruments` (actors/instruments.py)."""
 
     def __init__(self, counts: Callable[[], Mapping[str, int]], mailbox: Callable[[], int],
-                 process: bool = True) -> None:
+                 process: bool = True,
+                 cluster: Callable[[], Mapping[str, float]] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.heartbeats = HotHistogram(HEARTBEAT_BUCKETS)
-        self.registry.register(_LiveCollector(counts, mailbox, self.heartbeats))
+        self.registry.register(_LiveCollector(counts, mailbox, self.heartbeats, cluster))
         self.transitions = Counter(
             "presence_transitions", "Status changes, by new status and reason",
             ["status", "reason"], registry=self.registry)

@@ -71,7 +71,10 @@ class Presence:
         self._internals = internals
         self.feed: PresenceFeed | None = None
         self.supervisor: Any = None
-        self.meters = PresenceMetrics(counts=store.counts, mailbox=Mailbox.waiting)
+        self.meters = PresenceMetrics(
+            counts=store.counts, mailbox=Mailbox.waiting,
+            cluster=(lambda: {"nodes_alive": len(store.alive), "feed_lag": store.feed_lag})
+            if store.shared else None)
         self._change_listeners: list[ChangeListener] = []
         self._reset_listeners: list[Callable[[], None]] = []
         self.sockets: SocketPort | None = None

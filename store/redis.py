@@ -173,6 +173,7 @@ class RedisStore(Store):
         self.dataset = ""
         self.redis_ok = True
         self.dropped = 0  # operations dropped because the buffer was full
+        self.feed_lag = 0.0  # seconds from the last applied change's status change to then
         self.fenced_count = 0
         try:
             self._client.ping()
@@ -481,6 +482,7 @@ class RedisStore(Store):
             mirrored = self._index.get(record.name)
             if mirrored is None or mirrored.version <= record.version:
                 self._index.put(record)
+            self.feed_lag = max(0.0, time.time() - record.since)
         self.feed.append(change)
         if self.listener is not None:
             self.listener(change)

@@ -15,6 +15,13 @@ import pytest
 from tests.support.server import wait_for
 
 
+def metrics_text(node) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
 def status_on(node, name):
     record = node.client(name)
     return record["status"] if record else None
@@ -56,6 +63,8 @@ def test_a_client_on_one_node_is_seen_by_the_other(make_node, connect, unique):
 def test_api_nodes_lists_both_nodes_alive(make_node):
     a, b = make_node("node-a"), make_node("node-b")
     wait_for(lambda: len(a.get("/api/nodes")["nodes"]) == 2, 10)
+    wait_for(lambda: "presence_nodes_alive 2.0" in metrics_text(b), 10)
+    assert "presence_feed_lag_seconds " in metrics_text(a)
     nodes = {n["node"]: n for n in b.get("/api/nodes")["nodes"]}
     assert set(nodes) == {"node-a", "node-b"}
     assert all(n["alive"] and n["lease_age"] < 15 for n in nodes.values())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from presence_server.store.records import STATUS_CHANGED, ClientRecord, Transition
 from presence_server.store.redis import RedisStore, _Op
 
