@@ -583,10 +583,11 @@ class Supervisor(pykka.ThreadingActor):
         self._route(Route(name, socket_message), forward=False)
 
     def _stand_down(self, message: StandDown) -> None:
-        """A refused commit or a `deposed` notice: the actor stops without emitting. When
-        another live node owns the client now, this node's sockets of it (and the other nodes'
-        sockets the actor knew) are announced to that owner; else this node's live sockets
-        register again here, from the record as it is now."""
+        """A refused commit or a `deposed` notice: the actor stops without emitting. Deposed
+        (another live node took the client): this node's sockets of it, and the other nodes'
+        sockets the actor knew, are announced to that owner. Else (the record moved on while
+        this node claimed it, `stale`): this node's live sockets register again here, from the
+        record as it is now (the most recent registration owns the client)."""
         name = message.name
         entry = self.directory.pop(name, None)
         self._idle.discard(name)
@@ -599,7 +600,9 @@ class Supervisor(pykka.ThreadingActor):
         owner = message.owner
         store = self.context.feed.store
         local = self._live_sids(name)
-        if owner is not None and owner != self.node and owner in store.alive:
+        if message.outcome == "deposed" and owner is not None and owner != self.node:
+            # it just wrote under a valid epoch: alive, even if it joined after our last look
+            store.note_alive(owner)
             self._owners[name] = owner
             remote = [sid for sid in (entry.state.sockets if entry else ())
                       if "/" in sid and split_sid(sid)[0] != owner]

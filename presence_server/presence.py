@@ -244,11 +244,10 @@ class Presence:
                     delivered += 1
             else:
                 remote.setdefault(node, []).append(local)
-        for node, sids in remote.items():
-            if node in self.store.alive:
-                self.store.send(node, {"k": "emit", "name": name, "sids": sids,
-                                       "event": event, "data": payload})
-                delivered += len(sids)
+        for node, sids in remote.items():  # (a node lost meanwhile: its inbox is dropped)
+            self.store.send(node, {"k": "emit", "name": name, "sids": sids,
+                                   "event": event, "data": payload})
+            delivered += len(sids)
         return delivered
 
     def _send_through_owner(self, name: str, event: str, payload: dict[str, Any]) -> int:
@@ -256,7 +255,7 @@ class Presence:
             return 0
         record = self.store.load(name)
         if (record is None or record.status != ONLINE or record.connections <= 0
-                or record.node == self.node or record.node not in self.store.alive):
+                or record.node == self.node):
             return 0
         self.store.send(record.node, {"k": "send", "name": name, "event": event,
                                       "data": payload})

@@ -203,6 +203,10 @@ class Store(ABC):
         """A shared store: queue `payload` for another node's inbox."""
         raise StoreError(f"the {self.kind} store serves one node")
 
+    def note_alive(self, node: str) -> None:
+        """A shared store: `node` just proved alive. Nothing here."""
+        return None
+
     def claim(self, name: str, from_owner: str | None = None) -> None:
         """A shared store: the next write of `name` takes ownership of it. Nothing here."""
         return None

@@ -225,6 +225,8 @@ class RedisStore(Store):
                 record = _record(fields)
                 if record is not None:
                     index.put(record)
+        last_touch = client.xrevrange(self.key("touches"), count=1)
+        self._touches_at = _text(last_touch[0][0]) if last_touch else "0-0"
         entries = client.xrevrange(self.key("feed"), count=self.backlog)
         changes = [_change(entry_id, fields) for entry_id, fields in reversed(entries)]
         changes = [change for change in changes if change.event_id <= position]
@@ -447,14 +449,21 @@ class RedisStore(Store):
     # --- the feed reader -------------------------------------------------------------------------
     def _run_reader(self) -> None:
         delay = 0.05
-        stream = self.key("feed")
+        stream, touches = self.key("feed"), self.key("touches")
         while not self._closed:
             try:
-                answer = self._reader.xread({stream: f"0-{self.feed.position}"}, count=PIPELINE,
-                                            block=BLOCK_MS)
-                for _stream, entries in answer or ():
-                    for entry_id, fields in entries:
-                        self._apply(_change(entry_id, fields), fields)
+                answer = self._reader.xread({stream: f"0-{self.feed.position}",
+                                             touches: self._touches_at},
+                                            count=PIPELINE, block=BLOCK_MS)
+                for name, entries in sorted(answer or (), key=lambda item: _text(item[0])
+                                            != stream):  # the feed first, then touches
+                    if _text(name) == stream:
+                        for entry_id, fields in entries:
+                            self._apply(_change(entry_id, fields), fields)
+                    else:
+                        for entry_id, fields in entries:
+                            self._touched(fields)
+                            self._touches_at = _text(entry_id)
                 delay = 0.05
             except CONNECTION_ERRORS as error:
                 if self._closed:
@@ -488,6 +497,14 @@ class RedisStore(Store):
             self.listener(change)
 
     listener: Any = None  # (change) -> None: the presence feed's local fan-out
+
+    def _touched(self, fields: dict[Any, Any]) -> None:
+        """A write with no status change (sockets, owner, ip): this node's copy follows, when it
+        holds that very version (a later change already applied, or not yet: it waits)."""
+        record = ClientRecord.from_dict(json.loads(_text(fields[b"r"])))
+        mirrored = self._index.get(record.name)
+        if mirrored is not None and mirrored.version == record.version:
+            self._index.put(record)
 
     def _reset(self, why: str, reannounce: bool) -> None:
         log.warning("redis store: %s: reloading every record; watchers resync", why)
@@ -575,6 +592,11 @@ class RedisStore(Store):
             lost.append((node, lapsed_ms / 1000, names))
         if lost and self.events is not None:
             self.events.nodes_lost(lost)
+
+    def note_alive(self, node: str) -> None:
+        """`node` just proved alive (it wrote under its epoch): count it before the next look."""
+        if node not in self.alive:
+            self.alive = self.alive | {node}
 
     def _track_nodes(self) -> None:
         infos = {}

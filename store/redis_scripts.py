@@ -90,6 +90,9 @@ else
              'version', ARGV[10], 'node', node, 'epoch', epoch, 'op', op, 'data', ARGV[11])
   if ARGV[12] ~= '' then redis.call('HSET', ckey, 'last_seen', ARGV[12]) end
   if ARGV[13] ~= '' then redis.call('HSET', ckey, 'last_contact', ARGV[13]) end
+  if ARGV[14] == '' then  -- no status change (sockets, owner, ip): other nodes' copies follow
+    redis.call('XADD', p .. 'touches', 'MAXLEN', '~', ARGV[17], '*', 'r', ARGV[11])
+  end
 end
 if ARGV[14] ~= '' then
   n = redis.call('INCR', p .. 'feed:seq')

@@ -6,9 +6,11 @@ processes with distinct node ids; clients are real python-socketio clients.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
+import urllib.request
 
 import pytest
 
@@ -414,3 +416,29 @@ def test_three_nodes_300_clients_churn_for_60s_every_watcher_sees_the_same_feed(
     kept, counted = recount(redis_server)
     assert kept == counted and counted["total"] == 300
     assert {n.get("/api/stats")["online"] for n in nodes} == {len(clients)}
+
+
+def test_targeted_delivery_reaches_the_callee_on_every_node(make_node, connect, unique):
+    a, b = make_node("node-a", ADMIN), make_node("node-b", ADMIN)
+    caller, callee = unique("caller"), unique("callee")
+    tab_a = connect(a.url, auth={"clientName": callee})
+    tab_b = connect(b.url, auth={"clientName": callee})  # B owns it now; A's tab is forwarded
+    for tab in (tab_a, tab_b):
+        tab.sio.on("call_invite", tab._recorder("call_invite"))
+    wait_for(lambda: (b.client(callee) or {}).get("connections") == 2, 10,
+             message="the owner counts both tabs")
+    sender = connect(a.url, auth={"clientName": caller})
+    assert sender.call("send", {"to": callee, "event": "call_invite",
+                                "data": {"kind": "video"}}) == {"delivered": 2}
+    for tab in (tab_a, tab_b):
+        invite = tab.wait_event("call_invite", timeout=10)
+        assert invite["from"] == caller and invite["data"] == {"kind": "video"}
+    # over HTTP, on the node that does not own the client
+    request = urllib.request.Request(
+        f"{a.url}/api/clients/{callee}/messages", method="POST",
+        data=json.dumps({"event": "call_invite", "data": {"kind": "audio"}}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer t0ken"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read()) == {"delivered": 2}
+    for tab in (tab_a, tab_b):
+        tab.wait_event("call_invite", lambda d: d["data"] == {"kind": "audio"}, timeout=10)
