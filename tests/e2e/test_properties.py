@@ -17,17 +17,20 @@ deadlines fire) and graceful restarts on the same store file. After each example
 - `version` rises by one per change of a client, each change's `previous` is the status before.
 
 Time passing is a step of the model (the server's deadlines are real time); every check waits
-for quiescence with bounded waits. The run is derandomized (the same examples each run);
-PRESENCE_PROPERTY_EXAMPLES and PRESENCE_PROPERTY_SHRINK=1 widen it when hunting a bug.
+for quiescence with bounded waits. The run is derandomized (the same examples each run; what
+a step picks among still depends on timing); when hunting a bug, PRESENCE_PROPERTY_EXAMPLES=N
+runs more examples, PRESENCE_PROPERTY_RANDOM=1 new ones, PRESENCE_PROPERTY_SHRINK=1 shrinks a
+failure (each shrink step replays against the server: minutes).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,10 +69,10 @@ WAIT = 15.0  # bound of every wait for the server or a client to settle
 TRANSPORTS = ("websocket", "polling")
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("PRESENCE_PROPERTY_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("PRESENCE_PROPERTY_EXAMPLES", "10")),
     stateful_step_count=20,
     deadline=None,
-    derandomize=True,
+    derandomize=os.environ.get("PRESENCE_PROPERTY_RANDOM") != "1",
     database=None,
     print_blob=True,
     phases=(Phase.explicit, Phase.generate,
@@ -116,7 +119,7 @@ ACTIONS = (
     "heartbeat", "connect_named", "heartbeat", "close", "connect_named", "heartbeat",
     "connect_guest", "watch", "kick", "close", "guest_cleanup", "guest_returns", "heartbeat",
     "connect_guest", "time_passes", "time_passes", "restart", "agree", "connect_hostile",
-    "delete_client",
+    "delete_client", "flap", "flap",
 )
 # What each step needs besides its picks, transport and flag.
 EXTRAS: dict[str, Any] = {
@@ -132,6 +135,8 @@ EXTRAS: dict[str, Any] = {
         "route": st.sampled_from(["one", "before", "all"]),
         "offset": st.sampled_from([-60.0, 0.0, 60.0])}),
     "time_passes": st.fixed_dictionaries({"seconds": st.sampled_from([0.2, 0.7, 1.6])}),
+    "flap": st.fixed_dictionaries({"times": st.integers(1, 4), "since": st.sampled_from(
+        [None, "newest"])}),
 }
 
 
@@ -172,8 +177,7 @@ class Sock:
     client: RecordingClient
     name: str | None
     guest: bool = False
-    dropped: bool = False  # its transport was cut under python-socketio (which still says
-    # connected)
+    dropped: bool = False  # its transport was cut under python-socketio (still "connected")
 
     @property
     def live(self) -> bool:
@@ -182,12 +186,23 @@ class Sock:
 
 @dataclass
 class Watcher:
-    """A watcher identity: one socket per server lifetime, resuming with `since`."""
+    """A watcher identity: one socket per server lifetime (`sockets[i]` got `segments[i]`),
+    resuming with `since` after a restart."""
 
     label: str
     transport: str
     segments: list[Segment] = field(default_factory=list)
     sockets: list[RecordingClient] = field(default_factory=list)
+
+    def seen(self, index: int = -1) -> Segment:
+        """Segment `index` with every change its socket got so far (the answer's, then the
+        events': python-engineio's client runs each packet's callback in a thread of its
+        own, so these are in no particular order; the checks sort them)."""
+        segment, client = self.segments[index], self.sockets[index]
+        with client._changed:
+            live = [(data["eventId"], event, data) for event, data, _ in client.events
+                    if event in feedcheck.FEED_EVENTS]
+        return replace(segment, items=[*segment.items, *live])
 
 
 class PresenceMachine(RuleBasedStateMachine):
@@ -245,7 +260,6 @@ class PresenceMachine(RuleBasedStateMachine):
             snapshot = {c["name"]: (c["status"], c["version"]) for c in answer["clients"]}
             segment = Segment(label, answer["eventId"], snapshot=snapshot,
                               truncated=answer["truncated"])
-        segment.client = client  # type: ignore[attr-defined]
         watcher.segments.append(segment)
 
     def _open_stream(self, after: int) -> None:
@@ -255,14 +269,6 @@ class PresenceMachine(RuleBasedStateMachine):
         self.sse_clients.append(sse)
         self.streams.append(Segment(f"{self.prefix}:events#{len(self.streams)}", after,
                                     resumed=True, ordered=True))
-
-    @staticmethod
-    def _segment_items(segment: Segment) -> list[feedcheck.Item]:
-        client: RecordingClient = segment.client  # type: ignore[attr-defined]
-        with client._changed:
-            live = [(data["eventId"], event, data) for event, data, _ in client.events
-                    if event in feedcheck.FEED_EVENTS]
-        return [*segment.items, *live]
 
     def _stream_items(self, index: int) -> list[feedcheck.Item]:
         sse = self.sse_clients[index]
@@ -334,6 +340,36 @@ class PresenceMachine(RuleBasedStateMachine):
             client.close()
         raise AssertionError(f"auth {auth!r} was accepted")
 
+    def flap(self, step: Step) -> None:
+        """Two named clients connect and leave over and over from two threads (one per
+        transport) while, maybe, another watcher joins: changes racing each other and the
+        snapshot."""
+        names = [self._pick(self.names, step.picks[0]), self._pick(self.names, step.picks[1])]
+        opened: list[Sock] = []
+        errors: list[BaseException] = []
+
+        def churn(name: str, transport: str) -> None:
+            try:
+                for _ in range(step.extra["times"]):
+                    client = RecordingClient(self.url, transport, auth={"clientName": name})
+                    opened.append(Sock(self._label("f"), client.connect(), name))
+                    client.close()
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=churn, args=(name, transport))
+                   for name, transport in zip(names, TRANSPORTS, strict=True)]
+        for thread in threads:
+            thread.start()
+        if step.flag and len(self.watchers) < 3:
+            self.watch(step)
+        for thread in threads:
+            thread.join(WAIT * 2)
+        self.sockets.extend(opened)
+        assert not errors, errors
+        for sock in opened:
+            wait_for(lambda sock=sock: not sock.live, WAIT, 0.05, f"{sock.label} to close")
+
     def guest_returns(self, step: Step) -> None:
         """A known guest reconnects with its id and resume token (also after it was deleted)."""
         guest_id = self._pick(self.guests, step.picks[0])
@@ -394,21 +430,26 @@ class PresenceMachine(RuleBasedStateMachine):
         self.watchers.append(watcher)
         first = self.watchers[0]
         position = {None: None, "zero": 0, "start": first.segments[0].start,
-                    "newest": max(item[0] for item in [(first.segments[-1].start, None, None),
-                                  *self._segment_items(first.segments[-1])])}[since]
+                    "newest": first.seen().newest()}[since]
         self._watch_segment(watcher, position)
 
     def kick(self, step: Step) -> None:
         name = self._pick(self._touched(), step.picks[0])
         before = self._record(name)
         status, body = self._admin("POST", f"/api/clients/{urllib.parse.quote(name, '')}/kick")
-        if before is None:
-            assert status in (200, 404), (status, body)  # it may have been created meanwhile
-        else:
+        if self._may_vanish(before):
+            assert status in (200, 404), (status, body)
+        if status == 200 or not self._may_vanish(before):
             assert status == 200 and body["status"] == "offline", (status, body)
         if status == 200:
             for sock in [s for s in self.sockets if s.name == name]:
                 wait_for(lambda sock=sock: not sock.live, WAIT, 0.05, f"{sock.label} kicked")
+
+    @staticmethod
+    def _may_vanish(record: dict[str, Any] | None) -> bool:
+        """No record yet (its connect is still on its way), or an offline guest (the cleanup
+        sweep deletes those any moment)."""
+        return record is None or (record["guest"] and record["status"] == "offline")
 
     def delete_client(self, step: Step) -> None:
         """The admin deletes a record (and its history); its sockets are closed."""
@@ -416,10 +457,10 @@ class PresenceMachine(RuleBasedStateMachine):
         before = self._record(name)
         self.deleted.add(name)
         status, body = self._admin("DELETE", f"/api/clients/{urllib.parse.quote(name, '')}")
-        if before is not None:
-            assert (status, body) == (200, {"deleted": 1}), (status, body)
-        else:
+        if self._may_vanish(before):
             assert status in (200, 404), (status, body)
+        else:
+            assert (status, body) == (200, {"deleted": 1}), (status, body)
         if status == 200:
             for sock in [s for s in self.sockets if s.name == name]:
                 wait_for(lambda sock=sock: not sock.live, WAIT, 0.05, f"{sock.label} deleted")
@@ -468,9 +509,7 @@ class PresenceMachine(RuleBasedStateMachine):
         after = self.sse.last_id
         self._open_stream(int(after) if after is not None else self.streams[-1].start)
         for watcher in self.watchers:
-            segment = watcher.segments[-1]
-            reached = max([segment.start, *(i[0] for i in self._segment_items(segment))])
-            self._watch_segment(watcher, reached)
+            self._watch_segment(watcher, watcher.seen().newest())
 
     # --- the properties ---------------------------------------------------------------------
     def teardown(self) -> None:
@@ -544,13 +583,10 @@ class PresenceMachine(RuleBasedStateMachine):
         feedcheck.check_versions(reference)
         # 5. every watcher and the /events subscriber: each change exactly once
         for watcher in self.watchers:
-            last = watcher.segments[-1].client  # type: ignore[attr-defined]
-            wait_for(lambda w=watcher: max([w.segments[-1].start, *(
-                i[0] for i in self._segment_items(w.segments[-1]))]) >= end, WAIT, 0.05,
-                f"{watcher.label} to get every change up to {end}")
-            assert last.sio.connected, f"{watcher.label}: watcher socket closed"
-            segments = [Segment(s.label, s.start, self._segment_items(s), s.snapshot,
-                                s.truncated, s.resumed) for s in watcher.segments]
+            wait_for(lambda w=watcher: w.seen().newest() >= end, WAIT, 0.05,
+                     f"{watcher.label} to get every change up to {end}")
+            assert watcher.sockets[-1].sio.connected, f"{watcher.label}: its socket closed"
+            segments = [watcher.seen(index) for index in range(len(watcher.segments))]
             feedcheck.check_consumer(watcher.label, segments, reference, end)
         assert self.sse is not None
         self.sse.wait(lambda c: reached(c, self.streams[-1].start, end), WAIT,
