@@ -494,9 +494,21 @@ class PresenceMachine(RuleBasedStateMachine):
         time.sleep(step.extra["seconds"])
 
     def restart(self, step: Step) -> None:
-        """Graceful restart on the same store file; every consumer resumes where it got to."""
+        """Graceful restart on the same store file; every consumer resumes where it got to.
+        With `flag`, clients keep connecting, heartbeating and leaving while it shuts down."""
         self.restarts += 1
-        assert self.server.stop() == 0
+        busy = threading.Event()
+        opened: list[Sock] = []
+        thread = threading.Thread(target=self._busy_until_down, args=(step, busy, opened))
+        if step.flag:
+            thread.start()
+            busy.wait(WAIT)
+        try:
+            assert self.server.stop() == 0
+        finally:
+            if step.flag:
+                thread.join(WAIT * 2)
+            self.sockets.extend(opened)
         for sock in self.sockets:
             wait_for(lambda sock=sock: not sock.live, WAIT, 0.05, f"{sock.label} to end")
         assert self.sse is not None
@@ -510,6 +522,23 @@ class PresenceMachine(RuleBasedStateMachine):
         self._open_stream(int(after) if after is not None else self.streams[-1].start)
         for watcher in self.watchers:
             self._watch_segment(watcher, watcher.seen().newest())
+
+    def _busy_until_down(self, step: Step, busy: threading.Event, opened: list[Sock]) -> None:
+        """Connect, heartbeat and leave, one name per transport, until the process is gone;
+        refusals and closed sockets are expected here (the server is shutting down)."""
+        names = [self._pick(self.names, step.picks[0]), self._pick(self.names, step.picks[1])]
+        process = self.server.process
+        while process is not None and process.poll() is None:
+            for name, transport in zip(names, TRANSPORTS, strict=True):
+                client = RecordingClient(self.url, transport, auth={"clientName": name})
+                try:
+                    opened.append(Sock(self._label("r"), client.connect(wait_timeout=2), name))
+                    client.heartbeat(name, timeout=2)
+                    if step.picks[0] % 2:
+                        client.close()
+                except (socketio.exceptions.SocketIOError, OSError):
+                    client.close()
+                busy.set()
 
     # --- the properties ---------------------------------------------------------------------
     def teardown(self) -> None:
