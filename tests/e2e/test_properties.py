@@ -129,14 +129,14 @@ EXTRAS: dict[str, Any] = {
         **({"payload": HOSTILE} if kind == "hostile" else {})})),
     "connect_guest": st.fixed_dictionaries({"display": st.text(max_size=10)}),
     "connect_hostile": st.fixed_dictionaries({"auth": HOSTILE_AUTH}),
-    "watch": st.fixed_dictionaries({"since": st.sampled_from([None, "zero", "start",
-                                                              "newest"])}),
+    "watch": st.fixed_dictionaries({"since": st.sampled_from([None, "zero", "start", "newest"]),
+                                    "names": st.booleans()}),
     "guest_cleanup": st.fixed_dictionaries({
         "route": st.sampled_from(["one", "before", "all"]),
         "offset": st.sampled_from([-60.0, 0.0, 60.0])}),
     "time_passes": st.fixed_dictionaries({"seconds": st.sampled_from([0.2, 0.7, 1.6])}),
     "flap": st.fixed_dictionaries({"times": st.integers(1, 4), "since": st.sampled_from(
-        [None, "newest"])}),
+        [None, "newest"]), "names": st.booleans()}),
 }
 
 
@@ -191,6 +191,7 @@ class Watcher:
 
     label: str
     transport: str
+    names: list[str] | None = None  # `watch {names}`
     segments: list[Segment] = field(default_factory=list)
     sockets: list[RecordingClient] = field(default_factory=list)
 
@@ -249,17 +250,22 @@ class PresenceMachine(RuleBasedStateMachine):
     def _watch_segment(self, watcher: Watcher, since: int | None) -> None:
         client = RecordingClient(self.url, watcher.transport).connect()
         watcher.sockets.append(client)
-        answer = client.call("watch", {} if since is None else {"since": since})
+        request: dict[str, Any] = {} if since is None else {"since": since}
+        if watcher.names is not None:
+            request["names"] = watcher.names
+        answer = client.call("watch", request)
         label = f"{watcher.label}#{len(watcher.segments)}"
+        names = frozenset(watcher.names) if watcher.names is not None else None
         if "changes" in answer:
             items = [(c["data"]["eventId"], c["event"], c["data"]) for c in answer["changes"]]
-            segment = Segment(label, since, items, resumed=True)
+            segment = Segment(label, since, items, resumed=True, names=names,
+                              until=answer["eventId"])
             assert answer["resync"] is False, answer
         else:
             assert answer["resync"] is (since is not None), answer
             snapshot = {c["name"]: (c["status"], c["version"]) for c in answer["clients"]}
             segment = Segment(label, answer["eventId"], snapshot=snapshot,
-                              truncated=answer["truncated"])
+                              truncated=answer["truncated"], names=names)
         watcher.segments.append(segment)
 
     def _open_stream(self, after: int) -> None:
@@ -426,7 +432,9 @@ class PresenceMachine(RuleBasedStateMachine):
         """Another watcher: a snapshot, or the changes after 0 / this example's start / the
         newest change the first watcher got."""
         since = step.extra["since"]
-        watcher = Watcher(self._label("watcher"), step.transport)
+        names = sorted({self._pick(self.names, pick) for pick in step.picks})
+        watcher = Watcher(self._label("watcher"), step.transport,
+                          names if step.extra["names"] else None)
         self.watchers.append(watcher)
         first = self.watchers[0]
         position = {None: None, "zero": 0, "start": first.segments[0].start,

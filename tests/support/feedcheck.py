@@ -56,9 +56,18 @@ class Segment:
     truncated: bool = False
     resumed: bool = False  # started with `since` / `Last-Event-ID` (not a snapshot)
     ordered: bool = False
+    # `watch {names}`: the answer (its snapshot, or its changes up to `until`) holds only
+    # these clients; the events after it are of every client
+    names: frozenset[str] | None = None
+    until: int | None = None
+
+    def wanted(self, item: Item) -> bool:
+        return (self.names is None or item[2]["name"] in self.names
+                or item[0] > (self.until if self.until is not None else self.start))
 
     def newest(self) -> int:
-        return max([self.start, *(item[0] for item in self.items)])
+        """The newest position this connection is known to have got to."""
+        return max([self.start, self.until or 0, *(item[0] for item in self.items)])
 
 
 def check_segment(segment: Segment, reference: list[Item], end: int) -> None:
@@ -71,7 +80,8 @@ def check_segment(segment: Segment, reference: list[Item], end: int) -> None:
     if segment.ordered and ids != sorted(ids):
         raise FeedMismatch(f"{segment.label}: changes out of order: {ids}")
     newest = min(segment.newest(), end)
-    expected = {item[0]: item for item in reference if segment.start < item[0] <= newest}
+    expected = {item[0]: item for item in reference
+                if segment.start < item[0] <= newest and segment.wanted(item)}
     got = {item[0]: item for item in segment.items if item[0] <= end}
     missing = sorted(expected.keys() - got.keys())
     extra = sorted(got.keys() - expected.keys())
@@ -120,6 +130,8 @@ def check_snapshot(segment: Segment, reference: list[Item]) -> None:
     """A snapshot answered at position P holds exactly the records the feed makes at P."""
     assert segment.snapshot is not None
     expected = state_at(reference, segment.start)
+    if segment.names is not None:
+        expected = {name: value for name, value in expected.items() if name in segment.names}
     if segment.truncated:
         expected = {name: expected[name] for name in segment.snapshot if name in expected}
     if segment.snapshot != expected:

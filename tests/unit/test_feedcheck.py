@@ -121,3 +121,17 @@ def test_a_record_agrees_with_its_history_and_the_feed():
     check_history("a", None, removed_feed)
     with pytest.raises(FeedMismatch, match="still there"):
         check_history("a", a, removed_feed)
+
+
+def test_a_watch_for_some_names_answers_only_theirs_then_every_change():
+    named = frozenset({"a"})
+    # resumed with since 0: the answer's changes up to 3 only of a, then every change
+    check_segment(Segment("w", 0, [*items(1, 3), *items(5, 6)], names=named, until=3), FEED, 7)
+    with pytest.raises(FeedMismatch, match="not in the feed \\[2\\]"):
+        check_segment(Segment("w", 0, items(1, 2, 3), names=named, until=3), FEED, 7)
+    with pytest.raises(FeedMismatch, match="missing \\[6\\]"):
+        check_segment(Segment("w", 0, items(1, 3, 5, 7), names=named, until=3), FEED, 7)
+    check_snapshot(Segment("w", 3, snapshot={"a": ("reconnecting", 2)}, names=named), FEED)
+    with pytest.raises(FeedMismatch, match="snapshot"):
+        check_snapshot(Segment("w", 3, snapshot={"a": ("reconnecting", 2), "b": ("online", 1)},
+                               names=named), FEED)
