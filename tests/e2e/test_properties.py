@@ -2,10 +2,14 @@
 
 A hypothesis state machine drives one real server process (shared by every example, each with
 its own name prefix) with real python-socketio clients over websocket or long-polling: named
-and guest connects (guests also coming back with their resume token), heartbeats (valid,
-naming another client, hostile payloads), closes and abrupt drops, `watch` with and without
-`since`, admin kicks, the guest cleanup routes, time passing (so the grace and heartbeat
-deadlines fire) and graceful restarts on the same store file. After each example:
+and guest connects (guests also coming back with their resume token), connects with hostile
+`auth`, heartbeats (valid, naming another client, hostile payloads and fields), closes and
+abrupt drops, two clients flapping from two threads while a watcher joins, `watch` with and
+without `since` (and `names`), admin kicks and deletes, the guest cleanup routes, time passing
+(so grace and heartbeat deadlines fire) and a graceful restart on the same store file, maybe
+while clients keep connecting. Mid-run and at the end the records must settle to agree with
+the live sockets; then everyone leaves, the rest is kicked and the guests deleted (quiescence),
+and:
 
 - every record touched agrees with its live sockets (online exactly while a socket of ours is
   connected, `connections` counting them) and with its history (`GET /api/clients/<name>`:
