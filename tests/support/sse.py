@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class SseClient:
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port,
                                                       timeout=timeout)
         self.connection.request("GET", path, headers=headers or {})
+        self._socket = self.connection.sock  # getresponse() may let go of it
         self.response = self.connection.getresponse()
         self.status = self.response.status
         self.headers = {k.lower(): v for k, v in self.response.getheaders()}
@@ -110,6 +112,13 @@ class SseClient:
                 self._changed.wait(min(remaining, 0.2))
 
     def close(self) -> None:
+        """End the stream now: a shutdown wakes the reader thread's pending read (closing the
+        response alone would wait for the reader's lock, i.e. for the server's next write)."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ended.wait(5)
         try:
             self.connection.sock and self.connection.sock.close()
         except OSError:
