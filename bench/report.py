@@ -91,11 +91,15 @@ def _redis_vs_sqlite(cmp: dict[str, Any]) -> str:
         f"redis-server itself: **{_fmt(cmp['redis_server_cpu_pct'], 1)} % of a core** (target < "
         f"{cmp['redis_server_cpu_target_pct']:g} %: {_verdict(cmp['redis_server_cpu_met'])}), "
         f"RSS {_fmt(_mib(cmp['redis_server_rss']), 1)} MiB.",
+        f"Every client online in /api/stats (each registration committed; the measured window "
+        f"starts after that) {_fmt(cmp.get('redis_registered_s'), 1)} s after the ramp began on "
+        f"Redis, {_fmt(cmp.get('sqlite_registered_s'), 1)} s on SQLite.",
     ])
 
 
 def _cluster(doc: dict[str, Any]) -> str:
-    header = ["process", "held / clients", "heartbeats acked/s", "CPU % (its core busy %)",
+    header = ["process", "held / clients", "all online after s", "heartbeats acked/s",
+              "CPU % (its core busy %)",
               "CPU µs/heartbeat", "RSS MiB", "RSS/client KiB", "ack p50 / p99 / p99.9 ms",
               "errors", "/api/stats online", "Redis commands/s (/heartbeat)"]
     rows = []
@@ -108,6 +112,7 @@ def _cluster(doc: dict[str, Any]) -> str:
                 f"{_fmt(s['commands_per_s'], 0)} ({_fmt(s['commands_per_heartbeat'], 3)})")
         rows.append([role,
                      "" if s.get("held") is None else f"{_fmt(s['held'], 0)} / {_fmt(clients)}",
+                     _fmt(s.get("registered_s"), 1) if s.get("registered_s") is not None else "",
                      _fmt(s.get("ack_rate"), 0) if s.get("ack_rate") is not None else "",
                      _cpu(s.get("cpu_pct"), s.get("core_pct")),
                      _fmt(s.get("cpu_us_per_heartbeat"), 0)

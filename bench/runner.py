@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -184,7 +185,7 @@ class Context:
             text = _redis_bulk(port, b"INFO all\r\n")
         except OSError:
             return None
-        out: dict[str, Any] = {"commands": {}, "keys": 0}
+        out: dict[str, Any] = {"commands": {}, "keys": 0, "feed": _feed_position(port)}
         for line in text.splitlines():
             key, _, value = line.partition(":")
             if key in ("total_commands_processed", "used_memory", "instantaneous_ops_per_sec"):
@@ -219,6 +220,44 @@ class Context:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def feed_kinds(url: str | None, after: int | None, until: int | None = None,
+               limit: int = 5000) -> dict[str, int] | None:
+    """What the store's change feed carried after eventId ``after`` up to ``until`` (at most
+    ``limit`` entries, the newest): counts by ``event previous→status (reason)``. None without
+    Redis."""
+    if not url or after is None:
+        return None
+    import redis  # the server's own dependency
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        entries = client.xrevrange("{presence}:feed", max="+" if until is None else f"0-{until}",
+                                   min=f"0-{after + 1}", count=limit)
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    out: dict[str, int] = {}
+    for _id, fields in entries:
+        try:
+            payload = json.loads(fields.get(b"d") or b"{}")
+        except ValueError:
+            payload = {}
+        key = (f"{(fields.get(b'e') or b'').decode()} {payload.get('previous')}→"
+               f"{(fields.get(b's') or b'').decode()} ({payload.get('reason')})")
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _feed_position(port: int) -> int | None:
+    """The change feed's counter (the last eventId given) of our Redis store, None if unset."""
+    try:
+        text = _redis_bulk(port, b"GET {presence}:feed:seq\r\n")
+    except OSError:
+        return None
+    return int(text) if text.strip().isdigit() else None
+
+
 def _redis_bulk(port: int, command: bytes) -> str:
     """One inline command to Redis, its bulk-string answer (bounded read)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -232,6 +271,8 @@ def _redis_bulk(port: int, command: bytes) -> str:
             head, sep, body = data.partition(b"\r\n")
             if sep and head.startswith(b"$") and len(body) >= int(head[1:]):
                 return body[:int(head[1:])].decode(errors="replace")
+            if sep and head == b"$-1":
+                return ""
             if sep and not head.startswith(b"$"):
                 raise OSError(f"redis answered {head[:80]!r}")
         raise OSError("redis: short answer")
@@ -246,7 +287,10 @@ def redis_delta(before: dict[str, Any] | None, after: dict[str, Any] | None, sec
     total = after.get("total_commands_processed", 0) - before.get("total_commands_processed", 0)
     calls = {name: n - before["commands"].get(name, 0) for name, n in after["commands"].items()}
     calls = {k: v for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v > 0}
+    feed = (after["feed"] - (before.get("feed") or 0)
+            if after.get("feed") is not None else None)
     return {
+        "feed_entries_per_s": None if feed is None else round(feed / seconds, 1),
         "commands_per_s": round(total / seconds, 1),
         "commands_per_heartbeat": round(total / heartbeats, 4) if heartbeats else None,
         "calls_per_s": {k: round(v / seconds, 1) for k, v in calls.items()},
@@ -310,6 +354,29 @@ class ServerRun:
             return None
         return internals(self.poller.samples if self.poller else [],
                          self.server.get_text("/metrics"))
+
+
+def transitions(server: ServerProcess) -> dict[str, float] | None:
+    """Our server's ``presence_transitions_total{status,reason}`` from /metrics (status
+    changes so far, by kind); None if it does not answer."""
+    text = server.get_text("/metrics")
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("presence_transitions_total{"):
+            labels, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[labels[len("presence_transitions_total"):]] = float(value)
+    return out
+
+
+def transitions_delta(before: dict[str, float] | None,
+                      after: dict[str, float] | None) -> dict[str, float] | None:
+    """Status changes between two ``transitions`` readings (only kinds that moved)."""
+    if before is None or after is None:
+        return None
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
 def internals(samples: list[dict[str, Any]], metrics: str | None) -> dict[str, Any]:

@@ -23,12 +23,15 @@ from bench.runner import (
     ServerRun,
     client_names,
     core_window,
+    feed_kinds,
     loadgen,
     proc_timeline,
     proc_window,
     redis_delta,
     serving,
     settle,
+    transitions,
+    transitions_delta,
 )
 from bench.servers import gc_trace
 from bench.servers.launcher import ServerProcess, Settings, is_ours
@@ -105,7 +108,8 @@ def capacity(ctx: Context) -> dict[str, Any]:
     summary = _summarise(runs, ("held", "rss_per_client_kib", "server_cpu_pct",
                                 "loadgen_cpu_pct", "server_core_pct", "load_core_pct",
                                 "p50_ms", "p99_ms", "p999_ms",
-                                "errors", "ack_rate", "ramp_s", "cpu_us_per_heartbeat",
+                                "errors", "ack_rate", "ramp_s", "registered_s",
+                                "cpu_us_per_heartbeat",
                                 "redis_cpu_pct", "redis_rss", "cpu_us_per_heartbeat_with_redis"))
     doc = {
         "params": {"clients": n, "heartbeat_s": o.heartbeat, "hold_s": o.hold,
@@ -151,6 +155,8 @@ def redis_vs_sqlite(runs: list[dict[str, Any]],
             per_rep.append(round(b["cpu_us_per_heartbeat"] / a["cpu_us_per_heartbeat"], 3))
     redis_cpu = rd.get("redis_cpu_pct")
     return {
+        "sqlite_registered_s": sq.get("registered_s"),
+        "redis_registered_s": rd.get("registered_s"),
         "sqlite_cpu_us_per_heartbeat": sq["cpu_us_per_heartbeat"],
         "redis_cpu_us_per_heartbeat": rd["cpu_us_per_heartbeat"],
         "ratio": ratio,
@@ -176,15 +182,26 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         gen = loadgen(ctx, run, client_names("cap", n))
         try:
             gen.start(o.heartbeat)
+            t_ramp = time.time()
             ramp = gen.connect(timeout=n / o.ramp_rate * 4 + 60)
             settle(o.heartbeat)  # every client has heartbeated once before we measure
+            # ours: measure the steady state only, once every registration is committed (on
+            # Redis they can trail the ramp): /api/stats shows every held client online
+            registered = (_registered(run.server, gen.connected_at(time.time()), t_ramp)
+                          if is_ours(kind) else None)
             t0 = time.time()
             run.sampler.sample_now()
             info0 = ctx.redis_info() if ctx.uses_redis(kind) else None
+            moves0 = transitions(run.server) if is_ours(kind) else None
             prof = _maybe_profile(ctx, run, o.hold, f"capacity-{rep}")
             settle(o.hold)
             run.sampler.sample_now()
             info1 = ctx.redis_info() if ctx.uses_redis(kind) else None
+            moves1 = transitions(run.server) if is_ours(kind) else None
+            # what the feed carried in the window, read before the clients close
+            feed = (feed_kinds(ctx.redis_url, (info0 or {}).get("feed"),
+                               until=(info1 or {}).get("feed"))
+                    if ctx.uses_redis(kind) else None)
             t1 = time.time()
             window = gen.window(t0, t1)
             api = run.poller.poll() if run.poller else None
@@ -206,6 +223,7 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         "held": held,
         "ramp": ramp,
         "ramp_s": ramp["seconds"],
+        "registered_s": registered,
         "rss_base": base_rss,
         "rss_end": rss_end,
         "rss_per_client_kib": round((rss_end - base_rss) / held / 1024, 2) if held else None,
@@ -215,6 +233,8 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         "redis_rss": red["rss"] if red else None,
         "redis_rss_base": redis_base,
         "redis_ops": redis_delta(info0, info1, t1 - t0, window["acked"]),
+        "redis_feed_in_window": feed,
+        "status_changes_in_window": transitions_delta(moves0, moves1),
         "cpu_us_per_heartbeat_with_redis": (
             per_heartbeat_us((srv["cpu_pct"] or 0.0) + (red["cpu_pct"] or 0.0),
                              window["ack_rate"])
@@ -238,6 +258,16 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         "proc": {name: proc_timeline(run, name) for name in ("server", "loadgen", "redis")
                  if name in run.sampler.series},
     }
+
+
+REGISTER_WAIT_S = 300.0  # bound on waiting for every registration to be committed
+
+
+def _registered(server: ServerProcess, n: int, since: float) -> float | None:
+    """Seconds from ``since`` (the ramp's start) until /api/stats showed ``n`` online and none
+    reconnecting (waiting at most REGISTER_WAIT_S); None if it never did."""
+    t = _wait_api_online(server, n, deadline=time.time() + REGISTER_WAIT_S)
+    return None if t is None else round(t - since, 2)
 
 
 def _maybe_profile(ctx: Context, run: ServerRun, seconds: float | None,
@@ -711,10 +741,8 @@ def cluster(ctx: Context) -> dict[str, Any]:
                    "ping_interval_s": settings.ping_interval},
         "applies_to": ["ours"],
         "caveat": CLUSTER_CAVEAT,
-        "not_applicable": {k: "n/a: the bare servers have no shared store" for k in ctx.servers
-                           if not is_ours(k)},
         "runs": runs,
-        "summary": _summarise(roles, ("held", "ack_rate", "cpu_pct", "core_pct",
+        "summary": _summarise(roles, ("held", "registered_s", "ack_rate", "cpu_pct", "core_pct",
                                       "cpu_us_per_heartbeat", "rss_mib", "rss_per_client_kib",
                                       "p50_ms", "p99_ms", "p999_ms", "errors", "api_online",
                                       "commands_per_s", "commands_per_heartbeat")),
@@ -746,14 +774,19 @@ def _cluster_run(ctx: Context, settings: Settings, n: int, nodes: int,
         sampler.track("loadgen", [pid for g in gens.values() for pid in g.pids])
         for gen in gens.values():
             gen.start(o.heartbeat)
+        t_ramp = time.time()
         ramps = {nid: gen.connect(timeout=n / o.ramp_rate * 4 + 60) for nid, gen in gens.items()}
         settle(o.heartbeat)  # every client has heartbeated once before we measure
+        held = sum(gen.connected_at(time.time()) for gen in gens.values())
+        registered = {nid: _registered(run.server, held, t_ramp) for nid, run in runs.items()}
         t0 = time.time()
         sampler.sample_now()
         info0 = ctx.redis_info()
         settle(o.hold)
         sampler.sample_now()
         info1 = ctx.redis_info()
+        feed = feed_kinds(ctx.redis_url, (info0 or {}).get("feed"),
+                          until=(info1 or {}).get("feed"))
         t1 = time.time()
         windows = {nid: gen.window(t0, t1) for nid, gen in gens.items()}
         api = {nid: run.poller.poll() if run.poller else None for nid, run in runs.items()}
@@ -776,6 +809,7 @@ def _cluster_run(ctx: Context, settings: Settings, n: int, nodes: int,
             "p999_ms": w["latency"]["p999_ms"],
             "errors": _errors(w) + ramps[nid]["failed"] + w["disconnects"],
             "api_online": body.get("online"),
+            "registered_s": registered[nid],
         })
     all_cpu = sum(r["cpu_pct"] or 0.0 for r in roles)
     all_acks = sum(r["ack_rate"] or 0.0 for r in roles)
@@ -811,6 +845,7 @@ def _cluster_run(ctx: Context, settings: Settings, n: int, nodes: int,
         "ramp": ramps,
         "roles": roles,
         "redis_ops": ops,
+        "redis_feed_in_window": feed,
         "api_stats": api,
         "window": [t0, t1],
         "load": {nid: _lean(w) for nid, w in windows.items()},
