@@ -114,7 +114,8 @@ def _cluster(doc: dict[str, Any]) -> str:
                      "" if s.get("held") is None else f"{_fmt(s['held'], 0)} / {_fmt(clients)}",
                      _fmt(s.get("registered_s"), 1) if s.get("registered_s") is not None else "",
                      _fmt(s.get("ack_rate"), 0) if s.get("ack_rate") is not None else "",
-                     _cpu(s.get("cpu_pct"), s.get("core_pct")),
+                     _fmt(s.get("cpu_pct"), 1) + ("" if s.get("core_pct") is None
+                                                  else f" ({_fmt(s['core_pct'], 0)})"),
                      _fmt(s.get("cpu_us_per_heartbeat"), 0)
                      if s.get("cpu_us_per_heartbeat") is not None else "",
                      _fmt(s.get("rss_mib"), 1),
