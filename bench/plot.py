@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"ours": "tab:blue", "bare-flask": "tab:orange", "bare-node": "tab:green"}
+COLOURS = {"ours": "tab:blue", "bare-flask": "tab:orange", "bare-node": "tab:green",
+           "ours-redis": "tab:purple", "redis": "tab:red", "loadgen": "tab:gray"}
 
 
 def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
@@ -23,6 +24,9 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(3, 1, figsize=(11, 10), constrained_layout=True)
     lat_ax, cpu_ax, rss_ax = axes
+    if doc["scenario"] == "cluster":
+        _cluster(doc, axes)
+        return _finish(fig, plt, doc, path)
     labelled: set[str] = set()
     flood = doc["scenario"] == "flood"
     cases = list(dict.fromkeys(r.get("case", "") for r in doc["runs"]))
@@ -80,7 +84,11 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
     cpu_ax.set_xlabel("s since server start")
     rss_ax.set_ylabel("server RSS MiB")
     rss_ax.set_xlabel("s since server start")
-    for ax in axes:
+    return _finish(fig, plt, doc, path)
+
+
+def _finish(fig: Any, plt: Any, doc: dict[str, Any], path: Path) -> Path:
+    for ax in fig.axes:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
     fig.suptitle(f"{doc['scenario']} — {doc['date']} — "
@@ -88,6 +96,38 @@ def plot_doc(doc: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _cluster(doc: dict[str, Any], axes: Any) -> None:
+    """Cluster: one colour per node (its clients' latency, its CPU and RSS), Redis in red."""
+    lat_ax, cpu_ax, rss_ax = axes
+    labelled: set[str] = set()
+    for run in doc["runs"]:
+        alpha = 1.0 if run["rep"] == 0 else 0.45
+        procs = run.get("proc", {})
+        origin = min((s[0]["t"] for s in procs.values() if s), default=0.0)
+        colours = {nid: f"C{i}" for i, nid in enumerate(run.get("nodes", []))}
+        for nid, tl in run.get("timelines", {}).items():
+            pts = [p for p in tl if p["p99_ms"] is not None]
+            label = nid if nid not in labelled else None
+            lat_ax.plot([p["t"] - origin for p in pts], [p["p99_ms"] for p in pts],
+                        color=colours.get(nid), alpha=alpha, label=label)
+        for name, series in procs.items():
+            colour = colours.get(name) or COLOURS.get(name, "black")
+            label = name if name not in labelled else None
+            labelled.add(name)
+            pts = [s for s in series if s["cpu_pct"] is not None]
+            cpu_ax.plot([s["t"] - origin for s in pts], [s["cpu_pct"] for s in pts],
+                        color=colour, alpha=alpha, label=label)
+            if name != "loadgen":
+                rss_ax.plot([s["t"] - origin for s in series], [s["rss"] / 2**20 for s in series],
+                            color=colour, alpha=alpha, label=label)
+    lat_ax.set_ylabel("ack p99 ms per node's clients")
+    lat_ax.set_yscale("log")
+    cpu_ax.set_ylabel("CPU % (nodes, Redis, load generator)")
+    rss_ax.set_ylabel("RSS MiB (nodes, Redis)")
+    for ax in axes:
+        ax.set_xlabel("s since the first node started")
 
 
 def _origin(run: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios import NOT_APPLICABLE
+from bench.servers.launcher import is_ours
 
 Row = dict[str, Any]
 
@@ -46,14 +47,83 @@ def _cpu(process: Any, core: Any) -> str:
 def _capacity(doc: dict[str, Any]) -> str:
     header = ["server", "held / N", "ramp s", "RSS/client KiB", "server CPU % (core)",
               "loadgen CPU % (core)", "acks/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"]
+    redis = any(s.get("redis_cpu_pct") is not None for s in doc["summary"].values())
+    if redis:
+        header += ["server CPU µs/heartbeat", "redis-server CPU % · RSS MiB"]
     n = doc["params"]["clients"]
     rows = []
     for kind, s in doc["summary"].items():
-        rows.append([kind, f"{_fmt(s['held'], 0)} / {n:,}", _fmt(s["ramp_s"]),
-                     _fmt(s["rss_per_client_kib"]), _cpu(s["server_cpu_pct"], s["server_core_pct"]),
-                     _cpu(s["loadgen_cpu_pct"], s["load_core_pct"]), _fmt(s["ack_rate"], 0),
-                     _fmt(s["p50_ms"], 2),
-                     _fmt(s["p99_ms"], 2), _fmt(s["p999_ms"], 2), _fmt(s["errors"], 0)])
+        row = [kind, f"{_fmt(s['held'], 0)} / {n:,}", _fmt(s["ramp_s"]),
+               _fmt(s["rss_per_client_kib"]), _cpu(s["server_cpu_pct"], s["server_core_pct"]),
+               _cpu(s["loadgen_cpu_pct"], s["load_core_pct"]), _fmt(s["ack_rate"], 0),
+               _fmt(s["p50_ms"], 2),
+               _fmt(s["p99_ms"], 2), _fmt(s["p999_ms"], 2), _fmt(s["errors"], 0)]
+        if redis:
+            row += [_fmt(s.get("cpu_us_per_heartbeat"), 0),
+                    "—" if s.get("redis_cpu_pct") is None else
+                    f"{_fmt(s['redis_cpu_pct'], 1)} · {_fmt(_mib(s.get('redis_rss')), 1)}"]
+        rows.append(row)
+    table = _table(header, rows + _skipped_rows(doc, len(header)))
+    cmp = doc.get("redis_vs_sqlite")
+    if cmp:
+        table += "\n\n" + _redis_vs_sqlite(cmp)
+    return table
+
+
+def _mib(value: Any) -> float | None:
+    return value / 2**20 if isinstance(value, (int, float)) else None
+
+
+def _verdict(met: bool | None) -> str:
+    return "—" if met is None else "met" if met else "NOT met"
+
+
+def _redis_vs_sqlite(cmp: dict[str, Any]) -> str:
+    """The issue's two targets for one node on Redis against one node on SQLite."""
+    reps = ", ".join(f"{r:.2f}" for r in cmp["ratio_per_rep"])
+    return "\n".join([
+        f"One node on Redis against one on SQLite (medians): CPU per acked heartbeat "
+        f"{_fmt(cmp['redis_cpu_us_per_heartbeat'], 0)} µs against "
+        f"{_fmt(cmp['sqlite_cpu_us_per_heartbeat'], 0)} µs, ratio "
+        f"**{_fmt(cmp['ratio'], 2)}×** (per repetition: {reps or '—'}; target ≤ "
+        f"{cmp['ratio_target']:g}×: {_verdict(cmp['ratio_met'])}); with redis-server's own CPU "
+        f"added {_fmt(cmp['ratio_with_redis_server'], 2)}×.",
+        f"redis-server itself: **{_fmt(cmp['redis_server_cpu_pct'], 1)} % of a core** (target < "
+        f"{cmp['redis_server_cpu_target_pct']:g} %: {_verdict(cmp['redis_server_cpu_met'])}), "
+        f"RSS {_fmt(_mib(cmp['redis_server_rss']), 1)} MiB.",
+        f"Every client online in /api/stats (each registration committed; the measured window "
+        f"starts after that) {_fmt(cmp.get('redis_registered_s'), 1)} s after the ramp began on "
+        f"Redis, {_fmt(cmp.get('sqlite_registered_s'), 1)} s on SQLite.",
+    ])
+
+
+def _cluster(doc: dict[str, Any]) -> str:
+    header = ["process", "held / clients", "all online after s", "heartbeats acked/s",
+              "CPU % (its core busy %)",
+              "CPU µs/heartbeat", "RSS MiB", "RSS/client KiB", "ack p50 / p99 / p99.9 ms",
+              "errors", "/api/stats online", "Redis commands/s (/heartbeat)"]
+    rows = []
+    for role, s in doc["summary"].items():
+        clients = next((r.get("clients") for run in doc["runs"] for r in run.get("roles", [])
+                        if r["server"] == role), None)
+        lat = (" / ".join(_fmt(s[k], 2) for k in ("p50_ms", "p99_ms", "p999_ms"))
+               if s.get("p99_ms") is not None else "")
+        cmds = ("" if s.get("commands_per_s") is None else
+                f"{_fmt(s['commands_per_s'], 0)} ({_fmt(s['commands_per_heartbeat'], 3)})")
+        rows.append([role,
+                     "" if s.get("held") is None else f"{_fmt(s['held'], 0)} / {_fmt(clients)}",
+                     _fmt(s.get("registered_s"), 1) if s.get("registered_s") is not None else "",
+                     _fmt(s.get("ack_rate"), 0) if s.get("ack_rate") is not None else "",
+                     _fmt(s.get("cpu_pct"), 1) + ("" if s.get("core_pct") is None
+                                                  else f" ({_fmt(s['core_pct'], 0)})"),
+                     _fmt(s.get("cpu_us_per_heartbeat"), 0)
+                     if s.get("cpu_us_per_heartbeat") is not None else "",
+                     _fmt(s.get("rss_mib"), 1),
+                     _fmt(s.get("rss_per_client_kib"), 1)
+                     if s.get("rss_per_client_kib") is not None else "",
+                     lat, _fmt(s.get("errors"), 0) if s.get("errors") is not None else "",
+                     _fmt(s.get("api_online"), 0) if s.get("api_online") is not None else "",
+                     cmds])
     return _table(header, rows + _skipped_rows(doc, len(header)))
 
 
@@ -153,7 +223,7 @@ def _flood(doc: dict[str, Any]) -> str:
 
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "capacity": _capacity, "throughput": _throughput, "offline": _offline, "restart": _restart,
-    "flood": _flood,
+    "flood": _flood, "cluster": _cluster,
 }
 
 
@@ -170,6 +240,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Python {m['python']}, Node {m['node']}, git {m['git_rev']}",
         f"- {meta['pinning']}; open files {meta['nofile'][0]}; backlog {meta['backlog']}; "
         f"store {meta['store']}"
+        + (f"; Redis: a private `redis-server` ({meta['redis_server']}) on the load CPU, emptied "
+           "before each run" if meta.get("redis_server") else "")
         + (f"; ours also got {', '.join(meta['ours_set'])}" if meta.get("ours_set") else ""),
         f"- parameters: {params}",
         f"- repetitions: {doc['repeat']} (servers interleaved; medians shown)",
@@ -222,16 +294,16 @@ def notes(doc: dict[str, Any]) -> list[str]:
                        "the load generator may be the bottleneck")
     seen: set[str] = set()
     for run in doc["runs"]:
-        if run["server"] != "ours":
+        if not is_ours(run["server"]):
             continue
         internals = run.get("internals") or {}
         for key in ("gc_pause", "actors", "mailbox_depth"):
-            if key in internals and key not in seen:
-                seen.add(key)
+            if key in internals and f"{run['server']} {key}" not in seen:
+                seen.add(f"{run['server']} {key}")
                 value = internals[key]
-                out.append(f"ours {key}: " + (json.dumps(value) if value is not None else
+                out.append(f"{run['server']} {key}: " + (json.dumps(value) if value is not None else
                                               "null (not exposed by /api/stats or /metrics)"))
-    traces = [r["internals"]["gc_trace"] for r in doc["runs"] if r["server"] == "ours"
+    traces = [r["internals"]["gc_trace"] for r in doc["runs"] if is_ours(r["server"])
               and (r.get("internals") or {}).get("gc_trace")]
     if traces:
         out.append("ours GC (--gc-trace, whole run): " + "; ".join(
@@ -243,8 +315,10 @@ def notes(doc: dict[str, Any]) -> list[str]:
         out.append("bare-flask GC (gc.callbacks, whole run): " + "; ".join(
             f"{g['collections'][2]} full collections, max pause {g['pause_max_ms']:.0f} ms, "
             f"total {g['pause_total_ms']:.0f} ms" for g in flask_gc))
-    if doc.get("not_applicable"):
+    if doc.get("not_applicable") and doc["scenario"] != "cluster":
         out.append(f"{doc['scenario']} applies to ours only ({NOT_APPLICABLE}).")
+    if doc.get("caveat"):
+        out.append(doc["caveat"])
     return out
 
 

