@@ -205,7 +205,7 @@ class Supervisor(pykka.ThreadingActor):
         self.directory[state.name] = entry
         return entry
 
-    def _route(self, message: Route, forward: bool = True) -> None:
+    def _route(self, message: Route, forward: bool = True, fresh: bool = False) -> None:
         """Deliver to the client's actor here, starting it when needed; on a shared store a
         socket message for a client another live node owns goes to that node instead (a
         `Connect` always starts an actor here: the most recent registration owns the client),
@@ -229,7 +229,9 @@ class Supervisor(pykka.ThreadingActor):
         if isinstance(message.message, Disconnect):
             return  # no actor means no socket to lose (retired idle, or deleted): nothing to do
         store = self.context.feed.store
-        record = store.load(name) if store.shared else store.get(name)
+        # a shared store: this node's copy (no round trip: registrations are not serialised
+        # on Redis); a claim from a copy that is behind is refused (`stale`) and retried fresh
+        record = store.load(name, fresh=fresh) if store.shared else store.get(name)
         if record is not None:
             state = machine.ClientState.from_record(record, self.node)
         else:
@@ -611,7 +613,7 @@ class Supervisor(pykka.ThreadingActor):
             return
         self._owners.pop(name, None)
         for sid in local:
-            self._route(Route(name, Connect(sid, None, message.now)))
+            self._route(Route(name, Connect(sid, None, message.now)), fresh=True)
 
     def _nodes_gone(self, message: NodesGone) -> None:
         """Sockets of nodes that are gone are gone: their actors here hear `Disconnect`."""

@@ -194,9 +194,9 @@ class Store(ABC):
                     or self._inflight.get(name))
         return buffered if buffered is not None else self._read_one(name)
 
-    def load(self, name: str) -> ClientRecord | None:
+    def load(self, name: str, fresh: bool = True) -> ClientRecord | None:
         """The record as the store holds it now, for a new actor (a shared store reads it
-        fresh; here it is `get`)."""
+        from the shared copy when `fresh`; here it is `get`)."""
         return self.get(name)
 
     def send(self, node: str, payload: dict) -> None:

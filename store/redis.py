@@ -187,7 +187,12 @@ class RedisStore(Store):
         return self.prefix + ":".join(parts)
 
     # --- node registration and the mirror ---------------------------------------------------------
+    def _load_scripts(self) -> None:
+        for script in (self._commit, self._contacts_script):
+            self._client.script_load(script.script)
+
     def _register(self) -> None:
+        self._load_scripts()
         floor = self.feed.position if self.feed is not None else 0
         epoch, dataset, _now = self._register_script(
             keys=[self.prefix], args=[self.node, int(self.node_timeout * 1000),
@@ -347,8 +352,13 @@ class RedisStore(Store):
             epoch = self.epoch
             pipe = self._client.pipeline(transaction=False)
             for op in ops:
-                self._commit(keys=[self.prefix], args=self._args(op), client=pipe)
+                # EVALSHA, not redis-py's Script in a pipeline (which asks SCRIPT EXISTS first:
+                # a second round trip per batch); scripts are loaded at every registration
+                pipe.evalsha(self._commit.sha, 1, self.prefix, *self._args(op))
             results = pipe.execute(raise_on_error=False)
+            if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+                self._load_scripts()  # Redis lost them (restarted): the batch again (op ids)
+                continue
             for op in ops:  # (a fence may have emptied the queue meanwhile)
                 if self._queue and self._queue[0] is op:
                     self._queue.popleft()
@@ -400,8 +410,16 @@ class RedisStore(Store):
                 for record in records[start:start + PIPELINE]:
                     args += [record.name, _number(record.last_seen),
                              _number(record.last_contact)]
-                self._contacts_script(keys=[self.prefix], args=args, client=pipe)
-            results = pipe.execute()
+                pipe.evalsha(self._contacts_script.sha, 1, self.prefix, *args)
+            results = pipe.execute(raise_on_error=False)
+            if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+                self._load_scripts()  # Redis lost them (restarted): at the next flush
+                for name, record in batch.items():
+                    self._contact_batch.setdefault(name, record)
+                return
+            failed = next((r for r in results if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
         except CONNECTION_ERRORS:
             for name, record in batch.items():  # keep them, unless something newer came
                 self._contact_batch.setdefault(name, record)
@@ -638,11 +656,14 @@ class RedisStore(Store):
     def get(self, name: str) -> ClientRecord | None:
         return self._index.get(name)
 
-    def load(self, name: str) -> ClientRecord | None:
-        """The record as Redis holds it now (or as queued here, when newer): for a new actor."""
+    def load(self, name: str, fresh: bool = True) -> ClientRecord | None:
+        """The record for a new actor: as queued here when a write of it waits, else as Redis
+        holds it now (`fresh`: one round trip) or as this node's copy has it (none)."""
         queued = self._latest.get(name)
         if queued is not None:
             return queued
+        if not fresh:
+            return self._index.get(name)
         try:
             return _record(self._client.hgetall(self.key("client", name)))
         except CONNECTION_ERRORS:

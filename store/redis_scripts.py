@@ -128,8 +128,13 @@ for i = 3, #ARGV, 3 do
   local ckey = p .. 'client:' .. ARGV[i]
   local owner = redis.call('HMGET', ckey, 'node', 'epoch')
   if owner[1] == node and owner[2] == epoch then
-    if ARGV[i + 1] ~= '' then redis.call('HSET', ckey, 'last_seen', ARGV[i + 1]) end
-    if ARGV[i + 2] ~= '' then redis.call('HSET', ckey, 'last_contact', ARGV[i + 2]) end
+    if ARGV[i + 1] ~= '' and ARGV[i + 2] ~= '' then
+      redis.call('HSET', ckey, 'last_seen', ARGV[i + 1], 'last_contact', ARGV[i + 2])
+    elseif ARGV[i + 1] ~= '' then
+      redis.call('HSET', ckey, 'last_seen', ARGV[i + 1])
+    elseif ARGV[i + 2] ~= '' then
+      redis.call('HSET', ckey, 'last_contact', ARGV[i + 2])
+    end
     written = written + 1
   end
 end
