@@ -301,13 +301,16 @@ class Supervisor(pykka.ThreadingActor):
         """Actors ↔ live sockets: two passes over dicts, no per-client allocation (20k clients)."""
         live = self.sockets.live_sockets()  # sid -> name
         directory = self.directory
+        remote: dict[str, list[list[str]]] = {}  # node -> [name, its sid] we count
         for name, entry in list(directory.items()):
             if not entry.ref.is_alive():
                 log.warning("sweep: client actor %s was dead; restarting it", name)
                 entry = self._spawn(entry.state)
             for sid in entry.state.sockets:
-                if "/" in sid:
-                    continue  # another node's socket: that node tells us when it goes
+                if "/" in sid:  # another node's socket: that node says which are gone
+                    node, local = split_sid(sid)
+                    remote.setdefault(node, []).append([name, local])
+                    continue
                 if live.get(sid) != name:
                     log.info("sweep: %s had socket %s that is gone", name, sid)
                     entry.ref.tell(Disconnect(sid, now))
@@ -320,6 +323,9 @@ class Supervisor(pykka.ThreadingActor):
                     continue
                 log.info("sweep: live socket %s of %s had no actor; registering it", sid, name)
                 self._route(Route(name, Connect(sid, None, now)))
+        for node, held in remote.items():  # a Disconnect lost in a hand-over cannot linger
+            self.context.feed.store.send(node, {"k": "verify", "from": self.node,
+                                                "sockets": held})
 
     def _send_connection_checks(self, now: float) -> None:
         """Check every live socket: the first slice now, the others spread over the interval."""
@@ -552,6 +558,9 @@ class Supervisor(pykka.ThreadingActor):
         news that another node took one of ours (`deposed`)."""
         payload = message.payload
         try:
+            if payload.get("k") in ("verify", "gone"):
+                self._verify(payload, message.now)
+                return
             name = str(payload["name"])
             if payload.get("k") == "kick":
                 self._kick(KickClient(name, message.now))
@@ -584,6 +593,24 @@ class Supervisor(pykka.ThreadingActor):
                 return
         self._route(Route(name, socket_message), forward=False)
 
+    def _verify(self, payload: dict[str, Any], now: float) -> None:
+        """`verify`: another node counts these sockets of ours; answer those that are gone.
+        `gone`: our actors drop the sockets of that node it no longer has."""
+        sender = str(payload["from"])
+        if payload["k"] == "verify":
+            live = self.sockets.live_sockets()
+            gone = [[name, sid] for name, sid in payload["sockets"] if live.get(sid) != name]
+            if gone:
+                self.context.feed.store.send(sender, {"k": "gone", "from": self.node,
+                                                      "sockets": gone})
+            return
+        for name, sid in payload["sockets"]:
+            entry = self.directory.get(name)
+            qualified = f"{sender}/{sid}"
+            if entry is not None and qualified in entry.state.sockets:
+                log.info("%s: socket %s is gone (its node says so)", name, qualified)
+                entry.ref.tell(Disconnect(qualified, now))
+
     def _stand_down(self, message: StandDown) -> None:
         """A refused commit or a `deposed` notice: the actor stops without emitting. Deposed
         (another live node took the client): this node's sockets of it, and the other nodes'
@@ -591,6 +618,12 @@ class Supervisor(pykka.ThreadingActor):
         this node claimed it, `stale`): this node's live sockets register again here, from the
         record as it is now (the most recent registration owns the client)."""
         name = message.name
+        store = self.context.feed.store
+        if store.owns_or_claims(name):
+            return  # about an earlier actor: the one here claimed the client since
+        if (self.directory.get(name) is None and message.outcome == "deposed"
+                and self._owners.get(name) == message.owner):
+            return  # already handed over to that owner
         entry = self.directory.pop(name, None)
         self._idle.discard(name)
         if entry is not None and entry.ref.is_alive():
@@ -600,7 +633,6 @@ class Supervisor(pykka.ThreadingActor):
         if self._stopping:
             return
         owner = message.owner
-        store = self.context.feed.store
         local = self._live_sids(name)
         if message.outcome == "deposed" and owner is not None and owner != self.node:
             # it just wrote under a valid epoch: alive, even if it joined after our last look
@@ -612,8 +644,11 @@ class Supervisor(pykka.ThreadingActor):
                 self._send_to(owner, name, Connect(sid, None, message.now))
             return
         self._owners.pop(name, None)
-        for sid in local:
-            self._route(Route(name, Connect(sid, None, message.now)), fresh=True)
+        # (the other nodes' sockets the actor counted too: they believe this node owns it)
+        remote = [sid for sid in (entry.state.sockets if entry else ()) if "/" in sid]
+        for sid in (*local, *remote):
+            self._route(Route(name, Connect(sid, None, message.now)), forward=False,
+                        fresh=True)
 
     def _nodes_gone(self, message: NodesGone) -> None:
         """Sockets of nodes that are gone are gone: their actors here hear `Disconnect`."""

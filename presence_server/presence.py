@@ -110,6 +110,9 @@ class Presence:
         """A message from another node's inbox: close one of our sockets here; the rest
         (socket messages for a client we own, `deposed`) go to the supervisor."""
         kind = payload.get("k")
+        if kind == "hello":  # a node (re)joined
+            self.store.note_alive(str(payload.get("node")))
+            return
         if kind == "close":
             try:
                 self._close_local(str(payload["sid"]))

@@ -203,6 +203,10 @@ class Store(ABC):
         """A shared store: queue `payload` for another node's inbox."""
         raise StoreError(f"the {self.kind} store serves one node")
 
+    def owns_or_claims(self, name: str) -> bool:
+        """A shared store: this node holds `name` now or claims it. Always, here."""
+        return True
+
     def note_alive(self, node: str) -> None:
         """A shared store: `node` just proved alive. Nothing here."""
         return None

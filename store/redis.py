@@ -362,8 +362,12 @@ class RedisStore(Store):
             for op in ops:  # (a fence may have emptied the queue meanwhile)
                 if self._queue and self._queue[0] is op:
                     self._queue.popleft()
+            refused: set[str] = set()  # one report per client and batch
             for op, result in zip(ops, results, strict=True):
-                self._settle(op, result, epoch)
+                if op.record.name in refused:
+                    continue
+                if not self._settle(op, result, epoch):
+                    refused.add(op.record.name)
 
     def _args(self, op: _Op) -> list[Any]:
         record = op.record
@@ -375,7 +379,8 @@ class RedisStore(Store):
                 _number(record.last_seen), _number(record.last_contact), op.event, op.payload,
                 op.history, self.backlog, HISTORY_PER_CLIENT, op.if_owner or "", record.name]
 
-    def _settle(self, op: _Op, result: Any, epoch: str) -> None:
+    def _settle(self, op: _Op, result: Any, epoch: str) -> bool:
+        """Answers False when the commit was refused for its client (reported once)."""
         name = op.record.name
         if self._latest.get(name) is op.record:
             del self._latest[name]
@@ -384,18 +389,32 @@ class RedisStore(Store):
         if isinstance(result, Exception):
             log.error("redis store: the write of %r was refused by Redis (%s); dropped",
                       name, result)
-            return
+            return True
         outcome = _text(result[0])
         if outcome in ("ok", "dup"):
-            return
+            return True
         owner = _text(result[2]) if len(result) > 2 and result[2] else None
         if outcome == "fenced":
             self._fenced(epoch)
-            return
+            return True
         log.warning("redis store: %s of %r refused (%s; owner %s): its actor stands down",
                     op.mode, name, outcome, owner)
         if self.events is not None:
             self.events.rejected(name, outcome, owner)
+        return False
+
+    def owns_or_claims(self, name: str) -> bool:
+        """Whether this node holds `name` now (Redis names it, under our epoch) or has a claim
+        of it waiting to be written: a refusal or `deposed` notice about an earlier actor
+        must not stop the actor that claimed it since."""
+        if name in self._claims or any(op.take and op.record.name == name
+                                       for op in list(self._queue)):
+            return True
+        try:
+            node, epoch = self._client.hmget(self.key("client", name), "node", "epoch")
+        except CONNECTION_ERRORS:
+            return False
+        return node is not None and _text(node) == self.node and _text(epoch) == self.epoch
 
     def _send_contacts(self) -> None:
         batch, self._contact_batch = self._contact_batch, {}

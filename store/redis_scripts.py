@@ -157,6 +157,12 @@ local seq = tonumber(redis.call('GET', p .. 'feed:seq') or '0')
 if seq < tonumber(ARGV[5]) then
   redis.call('SET', p .. 'feed:seq', ARGV[5])
 end
+local hello = cjson.encode({k = 'hello', node = node})
+for _, other in ipairs(redis.call('HKEYS', p .. 'node:epochs')) do
+  if other ~= node then  -- the others count this node at once, not at their next look
+    redis.call('RPUSH', p .. 'inbox:' .. other, hello)
+  end
+end
 local epoch = redis.call('HINCRBY', p .. 'node:incarnations', node, 1)
 redis.call('HSET', p .. 'node:epochs', node, epoch)
 redis.call('ZADD', p .. 'node:leases', now + tonumber(ARGV[2]), node)

@@ -256,7 +256,10 @@ def history_in_redis(redis_server, name):
     return [json.loads(entry.decode().partition(" ")[2]) for entry in reversed(raw)]
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+FLAP_SEEDS = [int(seed) for seed in os.environ.get("FLAP_SEEDS", "1,2,3,4,5").split(",")]
+
+
+@pytest.mark.parametrize("seed", FLAP_SEEDS)
 def test_a_client_flapping_between_two_nodes_has_one_owner_and_a_true_history(
         make_node, connect, unique, redis_server, seed):
     rng = random.Random(seed)

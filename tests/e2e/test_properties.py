@@ -624,8 +624,8 @@ class PresenceMachine(RuleBasedStateMachine):
         feedcheck.check_versions(reference)
         # 5. every watcher and the /events subscriber: each change exactly once
         for watcher in self.watchers:
-            wait_for(lambda w=watcher: w.seen().newest() >= end, WAIT, 0.05,
-                     f"{watcher.label} to get every change up to {end}")
+            wait_for(lambda w=watcher: feedcheck.caught_up(w.seen(), reference, end), WAIT,
+                     0.05, f"{watcher.label} to get every change up to {end}")
             assert watcher.sockets[-1].sio.connected, f"{watcher.label}: its socket closed"
             segments = [watcher.seen(index) for index in range(len(watcher.segments))]
             feedcheck.check_consumer(watcher.label, segments, reference, end)

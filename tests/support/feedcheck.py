@@ -56,30 +56,41 @@ class Segment:
     truncated: bool = False
     resumed: bool = False  # started with `since` / `Last-Event-ID` (not a snapshot)
     ordered: bool = False
-    # `watch {names}`: the answer (its snapshot, or its changes up to `until`) holds only
-    # these clients; the events after it are of every client
+    # `watch {names}`: the answer (its snapshot, or its changes up to `until`) and the events
+    # after it hold only these clients
     names: frozenset[str] | None = None
     until: int | None = None
 
     def wanted(self, item: Item) -> bool:
-        return (self.names is None or item[2]["name"] in self.names
-                or item[0] > (self.until if self.until is not None else self.start))
+        return self.names is None or item[2]["name"] in self.names
 
     def newest(self) -> int:
         """The newest position this connection is known to have got to."""
         return max([self.start, self.until or 0, *(item[0] for item in self.items)])
 
 
-def check_segment(segment: Segment, reference: list[Item], end: int) -> None:
+def caught_up(segment: Segment, reference: list[Item], end: int) -> bool:
+    """Whether the segment got to `end`: every change up to it (of its names only, for a
+    `watch {names}`: it hears of no other, so it cannot know the feed moved on)."""
+    if segment.names is None:
+        return segment.newest() >= end
+    have = {item[0] for item in segment.items}
+    return all(item[0] in have for item in reference
+               if segment.start < item[0] <= end and segment.wanted(item))
+
+
+def check_segment(segment: Segment, reference: list[Item], end: int,
+                  last: bool = False) -> None:
     """The segment holds exactly the feed's items in (start, newest], none twice, and every
-    payload as the feed has it; when `ordered`, in feed order as received."""
+    payload as the feed has it; when `ordered`, in feed order as received. The `last`
+    connection of a `watch {names}` is held to every change of its names up to `end`."""
     ids = [item[0] for item in segment.items]
     if len(ids) != len(set(ids)):
         doubled = sorted({i for i in ids if ids.count(i) > 1})
         raise FeedMismatch(f"{segment.label}: changes seen twice: {doubled}")
     if segment.ordered and ids != sorted(ids):
         raise FeedMismatch(f"{segment.label}: changes out of order: {ids}")
-    newest = min(segment.newest(), end)
+    newest = end if last and segment.names is not None else min(segment.newest(), end)
     expected = {item[0]: item for item in reference
                 if segment.start < item[0] <= newest and segment.wanted(item)}
     got = {item[0]: item for item in segment.items if item[0] <= end}
@@ -100,7 +111,7 @@ def check_consumer(label: str, segments: list[Segment], reference: list[Item], e
     if not segments:
         raise FeedMismatch(f"{label}: no connection")
     for index, segment in enumerate(segments):
-        check_segment(segment, reference, end)
+        check_segment(segment, reference, end, last=index == len(segments) - 1)
         if segment.snapshot is not None:
             check_snapshot(segment, reference)
         if index and segment.resumed:
@@ -108,7 +119,7 @@ def check_consumer(label: str, segments: list[Segment], reference: list[Item], e
             if segment.start > reached:
                 raise FeedMismatch(f"{segment.label}: resumed after {segment.start}, but the "
                                    f"previous connection only got to {reached}")
-    if segments[-1].newest() < end:
+    if not caught_up(segments[-1], reference, end):
         raise FeedMismatch(f"{segments[-1].label}: got to {segments[-1].newest()}, the feed is "
                            f"at {end}")
 
