@@ -65,8 +65,9 @@ def test_a_commit_checks_version_owner_and_epoch(stores, redis_server):
     # B claims it (a new actor there): A is told in its inbox
     assert run(b, change_op(b, record("bob", "reconnecting", 2, node="b"), "4",
                             take=True)) == "ok"
-    notice = json.loads(redis_server.client().lpop("{presence}:inbox:a"))
-    assert notice == {"k": "deposed", "name": "bob", "by": "b"}
+    inbox = [json.loads(m) for m in redis_server.client().lrange("{presence}:inbox:a", 0, -1)]
+    assert inbox == [{"k": "hello", "node": "b"},  # B registered after A
+                     {"k": "deposed", "name": "bob", "by": "b"}]
     assert run(a, change_op(a, record("bob", "offline", 3), "5")) == "deposed"
     # A's previous incarnation is fenced once A registers again
     old_epoch = a.epoch
