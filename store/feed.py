@@ -3,7 +3,8 @@
 An event id is assigned at the change, in memory, strictly increasing (also across restarts: a
 backend continues from the highest id it ever stored), so the id is known when the change is
 emitted although the write itself is buffered. On SQLite ids are integers (the transition's row
-id); a Redis store will use stream ids. Callers treat them as opaque values they compare.
+id); on Redis the stream entry `0-<n>` carries id n (store/redis.py). Callers treat them as
+values they compare.
 
 `ChangeLog` is the in-memory window of the last `backlog` changes a single-node backend serves
 `changes_since` from (loaded from the file at open): a bisect and a slice, never the disk, so it
